@@ -1,0 +1,336 @@
+"""The exercise registry: every graded function is declared here, once.
+
+An exercise's ``name`` is at the same time the student's function, the reference function
+(``reference.<name>``), the hidden suite (``autograder/suites/test_<name>.py``), the nbgrader
+``grade_id`` of its solution cell and the heading of its feedback. Stubs, public checks, hidden
+suites, points and reports are derived from these declarations; nothing here is retyped elsewhere.
+
+The contract of each function is ../shared/EXERCISES.md (kept in sync by tests/test_registry.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``torch.testing.assert_close`` tolerances for one floating dtype (both or neither)."""
+
+    rtol: float
+    atol: float
+
+
+#: Tolerances of ``torch.testing.assert_close`` for float32 and float64.
+DEFAULT_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
+    {"float32": Tolerance(rtol=1.3e-6, atol=1e-5), "float64": Tolerance(rtol=1e-7, atol=1e-7)}
+)
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """A library routine that would make an exercise trivial.
+
+    ``name`` is the qualified name as EXERCISES.md spells it. ``patterns`` are the dotted names the
+    static scan and the ``TorchFunctionMode`` recorder match (attribute chains as written in source,
+    ``__module__ + '.' + __qualname__`` at run time); ``aten`` the dispatcher operators (prefix
+    match on ``str(op)``) that only this routine reaches.
+    """
+
+    name: str
+    patterns: tuple[str, ...] = ()
+    aten: tuple[str, ...] = ()
+
+    def all_patterns(self) -> tuple[str, ...]:
+        return (self.name, *self.patterns)
+
+
+@dataclass(frozen=True)
+class PublicCase:
+    """A visible example: arguments as Python literals, and the expected result.
+
+    Tensors are written as nested lists and built with the argument's ``dtype`` (float64 unless
+    ``dtypes`` says otherwise). Public cases are shown to students, so the hidden suites never rely
+    on them.
+    """
+
+    description: str
+    args: Mapping[str, Any]
+    expected: Any
+    dtypes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str
+    assignment: str  # nbgrader assignment id (a folder of solutions/ and assignments/)
+    notebook: str  # notebook file name inside the assignment folder
+    signature: str  # the def line's parameter list, exactly as the reference declares it
+    summary: str  # one line, used as the feedback heading's subtitle
+    tests: Mapping[str, int]  # hidden test function name -> points (order = report order)
+    forbidden: tuple[Forbidden, ...]
+    public_cases: tuple[PublicCase, ...]
+    tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES
+    timeout_s: float = 20.0  # wall-clock budget of one worker call for this exercise
+
+    @property
+    def points(self) -> int:
+        return sum(self.tests.values())
+
+    @property
+    def notebook_path(self) -> str:
+        return f"{self.assignment}/{self.notebook}"
+
+    def tolerance(self, dtype: Any) -> Tolerance:
+        key = str(dtype).removeprefix("torch.")
+        return self.tolerances[key]
+
+
+def _tests(**points: int) -> Mapping[str, int]:
+    return MappingProxyType({f"test_{name}": value for name, value in points.items()})
+
+
+_F = Forbidden
+
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise(
+        name="softmax",
+        assignment="01_linear_models",
+        notebook="linear_models.ipynb",
+        signature="X",
+        summary="numerically stable softmax over the last dimension",
+        tests=_tests(values=2, gradient=2, stability=2, batch_dims=1, float32=1, device=1, no_mutation=1),
+        forbidden=(
+            _F("torch.softmax", ("torch._C._VariableFunctions.softmax",), ("aten._softmax", "aten.softmax")),
+            _F("torch.nn.functional.softmax"),
+            _F("Tensor.softmax", ("torch.Tensor.softmax", "torch._C.TensorBase.softmax", ".softmax")),
+            _F("torch.special.softmax", ("torch._C._special.special_softmax",)),
+            _F("torch.nn.Softmax"),
+            _F(
+                "torch.log_softmax",
+                (
+                    "torch.nn.functional.log_softmax",
+                    "torch.special.log_softmax",
+                    "torch.Tensor.log_softmax",
+                    "torch._C.TensorBase.log_softmax",
+                    ".log_softmax",
+                    "torch.nn.LogSoftmax",
+                    "torch._C._special.special_log_softmax",
+                ),
+                ("aten._log_softmax", "aten.log_softmax"),
+            ),
+        ),
+        public_cases=(
+            PublicCase("rows sum to one", {"X": [[1.0, 2.0, 3.0]]}, [[0.09003057317038046, 0.24472847105479764, 0.6652409557748219]]),
+            PublicCase("large equal scores", {"X": [[1000.0, 1000.0]]}, [[0.5, 0.5]]),
+            PublicCase("large gap", {"X": [[-1000.0, 0.0]]}, [[0.0, 1.0]]),
+        ),
+    ),
+    Exercise(
+        name="cross_entropy",
+        assignment="01_linear_models",
+        notebook="linear_models.ipynb",
+        signature="y_hat, y",
+        summary="per-example cross-entropy loss from predicted probabilities",
+        tests=_tests(values=3, gradient=3, per_example=1, float32=1, device=1, no_mutation=1),
+        forbidden=(
+            _F("torch.nn.functional.cross_entropy", ("torch._C._nn.cross_entropy_loss",), ("aten.cross_entropy_loss",)),
+            _F("torch.nn.functional.nll_loss", ("torch._C._nn.nll_loss", "torch._C._nn.nll_loss_nd"), ("aten.nll_loss",)),
+            _F("torch.nn.CrossEntropyLoss"),
+            _F("torch.nn.NLLLoss"),
+        ),
+        public_cases=(
+            PublicCase(
+                "d2l example",
+                {"y_hat": [[0.1, 0.3, 0.6], [0.3, 0.2, 0.5]], "y": [0, 2]},
+                [2.3025850929940455, 0.6931471805599453],
+                dtypes={"y": "int64"},
+            ),
+        ),
+    ),
+    Exercise(
+        name="dropout",
+        assignment="02_mlp",
+        notebook="mlp.ipynb",
+        signature="X, drop_prob",
+        summary="inverted dropout in training mode",
+        tests=_tests(drop_rate=2, rescaling=2, gradient_mask=2, fresh_masks=1, edge_probabilities=1, invalid_p=1, device=1),
+        forbidden=(
+            _F(
+                "torch.nn.functional.dropout",
+                (
+                    "torch.nn.functional.dropout1d",
+                    "torch.nn.functional.dropout2d",
+                    "torch.nn.functional.dropout3d",
+                    "torch.nn.functional.alpha_dropout",
+                    "torch.nn.functional.feature_alpha_dropout",
+                    "torch.alpha_dropout",
+                    "torch.feature_alpha_dropout",
+                    "torch.feature_dropout",
+                ),
+                ("aten.native_dropout",),
+            ),
+            _F("torch.dropout", ("torch._C._VariableFunctions.dropout",)),
+            _F(
+                "torch.nn.Dropout",
+                ("torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d", "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout"),
+            ),
+        ),
+        public_cases=(
+            PublicCase("drop_prob = 0 keeps X", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 0.0}, [[1.0, -2.0], [3.0, 4.0]]),
+            PublicCase("drop_prob = 1 gives zeros", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 1.0}, [[0.0, 0.0], [0.0, 0.0]]),
+        ),
+    ),
+    Exercise(
+        name="corr2d",
+        assignment="03_cnn",
+        notebook="cnn.ipynb",
+        signature="X, K",
+        summary="2-D cross-correlation (the kernel is not flipped)",
+        tests=_tests(values=2, gradient_X=2, gradient_K=2, not_flipped=1, shapes=1, float32=1, device=1),
+        forbidden=(
+            _F(
+                "torch.nn.functional.conv2d",
+                (
+                    "torch.nn.functional.conv1d",
+                    "torch.nn.functional.conv3d",
+                    "torch.nn.functional.conv_transpose1d",
+                    "torch.nn.functional.conv_transpose2d",
+                    "torch.nn.functional.conv_transpose3d",
+                    "torch.conv1d",
+                    "torch.conv3d",
+                    "torch.conv_transpose1d",
+                    "torch.conv_transpose2d",
+                    "torch.conv_transpose3d",
+                    "torch.nn.Conv1d",
+                    "torch.nn.Conv3d",
+                    "torch.nn.ConvTranspose1d",
+                    "torch.nn.ConvTranspose2d",
+                    "torch.nn.ConvTranspose3d",
+                ),
+            ),
+            _F("torch.conv2d", ("torch._C._VariableFunctions.conv2d",)),
+            _F("torch.nn.Conv2d"),
+            _F(
+                "torch.convolution",
+                ("torch._convolution", "torch._C._VariableFunctions.convolution"),
+                ("aten.convolution", "aten._convolution", "aten.conv", "aten.mkldnn_convolution", "aten.cudnn_convolution", "aten.slow_conv", "aten.thnn_conv"),
+            ),
+        ),
+        public_cases=(
+            PublicCase("d2l example", {"X": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]], "K": [[0.0, 1.0], [2.0, 3.0]]}, [[19.0, 25.0], [37.0, 43.0]]),
+            PublicCase("horizontal edge kernel", {"X": [[1.0, 1.0, 0.0, 0.0]], "K": [[1.0, -1.0]]}, [[0.0, 1.0, 0.0]]),
+        ),
+    ),
+    Exercise(
+        name="clip_grad",
+        assignment="04_rnn",
+        notebook="rnn.ipynb",
+        signature="params, theta",
+        summary="gradient clipping by global L2 norm, in place",
+        tests=_tests(clips_large=2, leaves_small=2, returns_norm=1, skips_none=1, in_place=1, trajectory=2, device=1),
+        forbidden=(
+            _F("torch.nn.utils.clip_grad_norm_", ("torch.nn.utils.clip_grad.clip_grad_norm_",)),
+            _F("torch.nn.utils.clip_grad_norm", ("torch.nn.utils.clip_grad.clip_grad_norm",)),
+            _F("torch.nn.utils.clip_grad_value_", ("torch.nn.utils.clip_grad.clip_grad_value_",)),
+            _F("torch.nn.utils.get_total_norm", ("torch.nn.utils.clip_grad.get_total_norm",)),
+            _F("torch.nn.utils.clip_grads_with_norm_", ("torch.nn.utils.clip_grad.clip_grads_with_norm_",)),
+        ),
+        public_cases=(
+            PublicCase("norm 5 clipped to 1", {"grads": [[3.0, 4.0]], "theta": 1.0}, {"norm": 5.0, "grads": [[0.6, 0.8]]}),
+            PublicCase("norm 5 below 10 is untouched", {"grads": [[3.0, 4.0]], "theta": 10.0}, {"norm": 5.0, "grads": [[3.0, 4.0]]}),
+        ),
+    ),
+    Exercise(
+        name="adam_step",
+        assignment="05_optimization",
+        notebook="optimization.ipynb",
+        signature="params, states, lr, t, beta1=0.9, beta2=0.999, eps=1e-8",
+        summary="one Adam update, in place, with bias correction",
+        tests=_tests(single_step=2, trajectory=2, bias_correction=1, eps_outside_sqrt=1, tiny_gradients=1, in_place_no_history=2, device=1),
+        forbidden=(
+            _F("torch.optim.Adam", ("torch.optim.adam.Adam",)),
+            _F("torch.optim.AdamW", ("torch.optim.adamw.AdamW",)),
+            _F("torch.optim._functional.adam", ("torch.optim.adam.adam", "torch.optim.adam._single_tensor_adam", "torch.optim.adam._multi_tensor_adam", "torch.optim.adam._fused_adam")),
+            _F("torch._fused_adam_", ("torch._fused_adam", "torch._fused_adamw_", "torch._fused_adamw"), ("aten._fused_adam", "aten._fused_adamw")),
+        ),
+        public_cases=(
+            PublicCase(
+                "first step moves each entry by about lr",
+                {"params": [[1.0, -2.0]], "grads": [[0.5, -3.0]], "lr": 0.1, "t": 1},
+                {"params": [[0.9000000002, -1.9000000000333333]]},
+            ),
+        ),
+    ),
+    Exercise(
+        name="self_attention",
+        assignment="06_attention",
+        notebook="attention.ipynb",
+        signature="X, W_q, W_k, W_v, mask=None",
+        summary="scaled dot-product self-attention with an optional boolean mask",
+        tests=_tests(values=2, gradients=2, causal_mask=2, padding_mask=1, stability=1, shapes=1, device=1),
+        tolerances=MappingProxyType({"float32": Tolerance(rtol=1e-5, atol=1e-5), "float64": Tolerance(rtol=1e-7, atol=1e-7)}),
+        forbidden=(
+            _F(
+                "torch.nn.functional.scaled_dot_product_attention",
+                ("torch._C._nn.scaled_dot_product_attention",),
+                ("aten.scaled_dot_product_attention", "aten._scaled_dot_product"),
+            ),
+            _F("torch.nn.MultiheadAttention"),
+            _F("torch.nn.functional.multi_head_attention_forward"),
+        ),
+        public_cases=(
+            PublicCase(
+                "identity projections, one query",
+                {"X": [[[1.0, 0.0], [0.0, 1.0]]], "W_q": [[1.0, 0.0], [0.0, 1.0]], "W_k": [[1.0, 0.0], [0.0, 1.0]], "W_v": [[1.0, 0.0], [0.0, 1.0]], "mask": [[True, False], [True, True]]},
+                [[[1.0, 0.0], [0.33023845946736297, 0.669761540532637]]],
+                dtypes={"mask": "bool"},
+            ),
+        ),
+    ),
+    Exercise(
+        name="q_learning_update",
+        assignment="07_rl",
+        notebook="rl.ipynb",
+        signature="Q, s, a, r, s_next, done, alpha, gamma",
+        summary="one tabular Q-learning update, in place, returning the TD error",
+        tests=_tests(update=2, terminal=2, td_error=1, only_entry_changes=1, in_place=1, training=3),
+        forbidden=(),
+        public_cases=(
+            PublicCase(
+                "non-terminal step",
+                {"Q": [[0.0, 0.0], [1.0, 2.0]], "s": 0, "a": 1, "r": 1.0, "s_next": 1, "done": False, "alpha": 0.5, "gamma": 0.9},
+                {"td_error": 2.8, "Q": [[0.0, 1.4], [1.0, 2.0]]},
+            ),
+            PublicCase(
+                "terminal step ignores the next state",
+                {"Q": [[0.0, 0.0], [1.0, 2.0]], "s": 0, "a": 0, "r": 1.0, "s_next": 1, "done": True, "alpha": 0.5, "gamma": 0.9},
+                {"td_error": 1.0, "Q": [[0.5, 0.0], [1.0, 2.0]]},
+            ),
+        ),
+    ),
+)
+
+BY_NAME: Mapping[str, Exercise] = MappingProxyType({e.name: e for e in EXERCISES})
+
+
+def assignments() -> dict[str, list[Exercise]]:
+    """Assignment id -> its exercises, in registry order."""
+    out: dict[str, list[Exercise]] = {}
+    for exercise in EXERCISES:
+        out.setdefault(exercise.assignment, []).append(exercise)
+    return out
+
+
+def for_notebook(notebook_name: str) -> list[Exercise]:
+    """The exercises graded in a notebook, recognised by its file name (``rl.ipynb``)."""
+    return [e for e in EXERCISES if e.notebook == notebook_name]
+
+
+# Notebook conventions: grade ids of the cells in solutions/ (see README "Notebook anatomy").
+SETUP_PREFIXES = ("setup", "provided")  # locked code the grader runs from the trusted copy
+CHECK_PREFIX = "check_"  # public check cells: run by students, never by the grader
+TEST_PREFIX = "test_"  # nbgrader autograder-test cells: graded by the engine
+DEMO_PREFIX = "demo_"  # demos that use the student's function: never run by the grader

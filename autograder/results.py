@@ -1,0 +1,98 @@
+"""The one result model every report is rendered from (text, JSON, Markdown, Gradescope, JUnit,
+nbgrader gradebook, class report)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["passed", "partial", "failed", "not_attempted", "forbidden", "error", "timeout"]
+STATUSES: tuple[str, ...] = ("passed", "partial", "failed", "not_attempted", "forbidden", "error", "timeout")
+
+
+@dataclass
+class TestResult:
+    name: str
+    passed: bool
+    points: float
+    max_points: float
+    message: str = ""
+
+
+@dataclass
+class ExerciseResult:
+    name: str
+    score: float
+    max_score: float
+    status: Status
+    tests: list[TestResult] = field(default_factory=list)
+    message: str = ""  # exercise-level explanation (forbidden call, timeout, missing function...)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "score": self.score,
+            "max_score": self.max_score,
+            "status": self.status,
+            "message": self.message,
+            "tests": [asdict(t) for t in self.tests],
+        }
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    exercises: list[ExerciseResult]
+    assignment: str = ""
+    official: bool = True  # False when graded without the sandbox (--no-sandbox) or by `check`
+    errors: list[str] = field(default_factory=list)  # notebook-level problems, one line each
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return round(sum(e.score for e in self.exercises), 6)
+
+    @property
+    def max_score(self) -> float:
+        return sum(e.max_score for e in self.exercises)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "notebook": self.notebook,
+            "assignment": self.assignment,
+            "score": self.score,
+            "max_score": self.max_score,
+            "official": self.official,
+            "errors": list(self.errors),
+            "exercises": [e.to_json() for e in self.exercises],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "NotebookResult":
+        exercises = [
+            ExerciseResult(
+                name=e["name"],
+                score=e["score"],
+                max_score=e["max_score"],
+                status=e["status"],
+                message=e.get("message", ""),
+                tests=[TestResult(**t) for t in e["tests"]],
+            )
+            for e in data["exercises"]
+        ]
+        return cls(
+            notebook=data["notebook"],
+            assignment=data.get("assignment", ""),
+            official=data.get("official", True),
+            errors=list(data.get("errors", [])),
+            exercises=exercises,
+        )
+
+
+def exercise_status(tests: list[TestResult]) -> Status:
+    """passed / partial / failed from test outcomes (other statuses are decided by the engine)."""
+    if tests and all(t.passed for t in tests):
+        return "passed"
+    if any(t.passed and t.points > 0 for t in tests):
+        return "partial"
+    return "failed"
