@@ -1,0 +1,355 @@
+"""Grader-side handle on one submission's sandboxed worker.
+
+The hidden suites talk to the student's code only through :class:`StudentSession`. Every call
+sends data (tensors as safetensors, the rest as JSON) to the worker, which runs the student's
+function inside the sandbox through a named *harness* (``autograder/worker/harness.py``) and sends
+back data. Nothing the worker returns is ever executed or unpickled here.
+
+Harnesses (``session.run(harness, function, args)``) and what they return (decoded values; a tensor
+the student returned that could not be sent, e.g. a subclass, arrives as ``protocol.Bad``):
+
+``vjp``        — see :meth:`StudentSession.vjp`.
+``clip_grad``  — args ``params: list[Tensor]``, ``steps: list[list[Tensor | None]]`` (the gradient
+                 of each parameter at each step; ``None`` leaves ``.grad`` unset), ``theta``.
+                 Before each step every ``p.grad`` is set to a fresh copy of that step's gradient,
+                 then ``clip_grad(params, theta)`` is called. Returns ``{"returned": [value per
+                 step], "grads": [[Tensor | None per param] per step], "params_after": [Tensor],
+                 "same_grad_objects": [bool per step]}`` (``same_grad_objects``: every ``p.grad``
+                 after the call is the very tensor object set before it, storage included).
+``adam``       — args ``params: list[Tensor]``, ``steps: list[list[Tensor]]``, ``lr``, and
+                 optionally ``beta1``, ``beta2``, ``eps`` (omitted keys are not passed, so the
+                 student's defaults apply). Parameters become leaf tensors with
+                 ``requires_grad=True``; states are ``[(zeros_like(p), zeros_like(p))]``; for
+                 t = 1..T: ``p.grad = step grad``, ``adam_step(params, states, lr, t, ...)``.
+                 Returns ``{"params": [[Tensor per param] per step], "states": [[v, s] per param],
+                 "returned": [value per step], "same_objects": bool, "history_free": bool,
+                 "grads_kept": bool}``.
+``q_update``   — args ``Q, s, a, r, s_next, done, alpha, gamma``. Returns ``{"returned": value,
+                 "Q_after": Tensor, "same_object": bool}``.
+``q_train``    — args ``desc: list[str]`` (a FrozenLake map), ``episodes``, ``max_steps``,
+                 ``alpha``, ``gamma``, ``epsilon``, ``seed``. The worker runs the grader's
+                 epsilon-greedy loop on gymnasium's FrozenLake (is_slippery=False) with that map,
+                 calling the student's update at every step. Returns ``{"Q": Tensor,
+                 "transitions": Tensor (N, 5) float64 rows [s, a, r, s_next, done]}``; the grader
+                 re-checks every transition against its own copy of the environment and replays
+                 them through the reference.
+
+Errors of the student's code raise :class:`StudentError`; the session restarts a dead worker on
+the next call, so one crash costs only the call that caused it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import torch
+
+from . import sandbox
+from .worker import protocol
+
+ErrorKind = Literal["exception", "not_implemented", "missing", "timeout", "crashed", "protocol"]
+
+
+class StudentError(Exception):
+    """The student's code failed (raised, was missing, hung, crashed or broke the protocol).
+
+    ``message`` is one line, safe to show the student (it names the exception type and the
+    student's own line, never hidden inputs)."""
+
+    def __init__(self, kind: ErrorKind, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.detail = detail  # the student's traceback (their own code only), for the report
+
+
+@dataclass
+class Call:
+    output: Any  # Tensor | float | int | bool | None | list | Bad
+    grads: dict[str, torch.Tensor | None] = field(default_factory=dict)
+    grad_error: str | None = None  # why gradients could not be computed, if they could not
+
+
+@dataclass
+class VJPResult:
+    calls: list[Call]
+    inputs_after: dict[str, torch.Tensor]  # tensor arguments as they were after the first call
+    forbidden: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> Any:
+        return self.calls[0].output
+
+    @property
+    def grads(self) -> dict[str, torch.Tensor | None]:
+        return self.calls[0].grads
+
+    @property
+    def grad_error(self) -> str | None:
+        return self.calls[0].grad_error
+
+
+@dataclass
+class Cell:
+    """One cell of student code to execute in the worker, already plain Python."""
+
+    source: str
+    label: str  # "cell 7": how the student finds it in their notebook
+
+
+@dataclass
+class LoadProblem:
+    label: str
+    message: str
+
+
+class _Tail:
+    """Drains a stream in a thread, keeping only its last ``limit`` bytes (output floods are cheap)."""
+
+    def __init__(self, stream, limit: int = 8192) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.total = 0
+        self.thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, stream) -> None:
+        while chunk := stream.read1(1 << 16) if hasattr(stream, "read1") else stream.read(1 << 16):
+            self.total += len(chunk)
+            self.data += chunk
+            if len(self.data) > 2 * self.limit:
+                del self.data[: len(self.data) - self.limit]
+
+    def text(self) -> str:
+        return bytes(self.data[-self.limit:]).decode(errors="replace")
+
+
+class WorkerProcess:
+    """One worker process and its two pipes."""
+
+    def __init__(self, *, sandboxed: bool, device: str, slot: int = 0,
+                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS) -> None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        base = sandbox.sandboxed_command(device, slot, limits) if sandboxed else sandbox.plain_command(limits)
+        try:
+            self.proc = subprocess.Popen(
+                [*base, str(req_r), str(rep_w)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), start_new_session=True)
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        self.requests = os.fdopen(req_w, "wb")
+        self.replies = os.fdopen(rep_r, "rb")
+        self.output = _Tail(self.proc.stdout)
+        self.dead: str | None = None
+
+    def request(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
+                timeout: float) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Send one request and wait for its reply; raises StudentError on death or timeout."""
+        if self.dead:
+            raise StudentError("crashed", self.dead)
+        header = {**header, "id": secrets.token_hex(8)}
+        box: dict[str, Any] = {}
+
+        def exchange() -> None:
+            try:
+                protocol.write_frame(self.requests, header, tensors)
+                while True:  # skip anything that is not the reply to this request
+                    reply, reply_tensors = protocol.read_frame(self.replies)
+                    if reply.get("id") == header["id"]:
+                        box["reply"] = (reply, reply_tensors)
+                        return
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                box["error"] = exc
+
+        thread = threading.Thread(target=exchange, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            self.kill(f"did not finish within {timeout:g} s (wall clock) and was stopped")
+            thread.join(5)
+            raise StudentError("timeout", self.dead or "timed out")
+        if "reply" in box:
+            return box["reply"]
+        error = box.get("error")
+        if isinstance(error, protocol.ProtocolError):
+            self.kill(f"the worker's reply was malformed ({error})")
+            raise StudentError("protocol", self.dead or "malformed reply")
+        self.kill(self._death_reason())
+        raise StudentError("crashed", self.dead or "the worker ended")
+
+    def _death_reason(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return "the worker stopped answering"
+        if code < 0:
+            import signal
+
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            hint = {"SIGKILL": " (killed: memory, CPU-time or process limit?)", "SIGXCPU": " (CPU time limit)",
+                    "SIGXFSZ": " (file size limit)", "SIGSEGV": " (segmentation fault)"}.get(name, "")
+            return f"the process running the notebook's code was killed by {name}{hint}"
+        return f"the process running the notebook's code exited with status {code}"
+
+    def kill(self, reason: str) -> None:
+        if self.dead is None:
+            self.dead = reason
+        try:
+            os.killpg(self.proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for stream in (self.requests, self.replies):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        self.kill("closed")
+
+
+class StudentSession:
+    """One submission's code, loaded in a (sandboxed) worker, callable by name.
+
+    ``cells`` are executed in order at start-up (and again after a crash, minus any cell that
+    killed or hung the worker). Calls that crash or time out twice for the same function are not
+    retried: the remaining tests of that exercise fail with the same reason.
+    """
+
+    MAX_STRIKES = 2
+    MAX_RESTARTS = 10
+
+    def __init__(self, cells: Sequence[Cell], *, sandboxed: bool = True, device: str = "cpu",
+                 forbidden: dict[str, dict[str, list[str]]] | None = None, sentinels: Sequence[str] = (),
+                 slot: int = 0, call_timeout: float = 10.0, load_timeout: float = 60.0,
+                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS) -> None:
+        self.cells = list(cells)
+        self.sandboxed = sandboxed
+        self.device = "cuda" if device == "cuda" else "cpu"
+        self.worker_device = device
+        self.setup_header = {"op": "setup", "forbidden": forbidden or {}, "sentinels": list(sentinels)}
+        self.slot = slot
+        self.call_timeout = call_timeout
+        self.load_timeout = load_timeout
+        self.limits = limits
+        self.skipped: dict[int, str] = {}  # cell index -> why it is no longer executed
+        self.load_problems: list[LoadProblem] = []
+        self.strikes: dict[str, list[str]] = {}
+        self.restarts = 0
+        self._forbidden: dict[str, list[str]] = {}
+        self.worker: WorkerProcess | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+    def __enter__(self) -> "StudentSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    def start(self) -> None:
+        """Start the worker and load the student's cells (idempotent while it is alive)."""
+        while self.worker is None or self.worker.dead:
+            if self.restarts > self.MAX_RESTARTS:
+                raise StudentError("crashed", "the notebook's code crashed the worker too many times; gave up")
+            self.restarts += 1
+            worker = WorkerProcess(sandboxed=self.sandboxed, device=self.worker_device, slot=self.slot,
+                                   limits=self.limits)
+            self.worker = worker
+            try:
+                reply, _ = worker.request(self.setup_header, None, self.load_timeout)
+            except StudentError as exc:
+                worker.kill(exc.message)
+                raise StudentError("crashed", f"the grading worker could not start: {exc.message}; "
+                                   f"output: {worker.output.text()[-300:]!r}") from None
+            problems = []
+            for index, cell in enumerate(self.cells):
+                if index in self.skipped:
+                    continue
+                try:
+                    reply, _ = worker.request({"op": "exec", "source": cell.source, "filename": f"<{cell.label}>"},
+                                              None, self.load_timeout)
+                except StudentError as exc:
+                    self.skipped[index] = f"{cell.label}: {exc.message}; the cell was skipped"
+                    break
+                if not reply.get("ok"):
+                    error = reply.get("error") or {}
+                    problems.append(LoadProblem(cell.label, str(error.get("message", "failed"))[:400]))
+            else:
+                self.load_problems = problems
+
+    # ------------------------------------------------------------------------------ calls
+    def _call(self, header: dict[str, Any], tensors: dict[str, torch.Tensor], timeout: float | None) -> Any:
+        function = header["function"]
+        strikes = self.strikes.get(function, [])
+        if len(strikes) >= self.MAX_STRIKES:
+            raise StudentError("crashed" if "timeout" not in strikes[-1] else "timeout",
+                               f"not run again: {strikes[-1]}")
+        self.start()
+        assert self.worker is not None
+        try:
+            reply, reply_tensors = self.worker.request(header, tensors, timeout or self.call_timeout)
+        except StudentError as exc:
+            self.strikes.setdefault(function, []).append(
+                ("timeout: " if exc.kind == "timeout" else "") + exc.message)
+            raise StudentError(exc.kind, f"`{function}` {exc.message}") from None
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            error = reply.get("error") if isinstance(reply, dict) else None
+            error = error if isinstance(error, dict) else {}
+            kind = error.get("kind") if error.get("kind") in ("exception", "not_implemented", "missing") else "exception"
+            raise StudentError(kind, str(error.get("message", "failed"))[:500], str(error.get("detail", ""))[:3000])
+        hits = reply.get("forbidden") or []
+        if hits:
+            known = self._forbidden.setdefault(function, [])
+            known.extend(str(h)[:200] for h in hits[:20] if str(h)[:200] not in known)
+        return protocol.decode(reply.get("value"), reply_tensors)
+
+    def vjp(self, function: str, args: dict[str, Any], *, grad_wrt: Sequence[str] = (),
+            upstream: torch.Tensor | None = None, device: str | None = None, repeat: int = 1,
+            timeout: float | None = None) -> VJPResult:
+        encoder = protocol.Encoder()
+        header = {"op": "call", "harness": "vjp", "function": function,
+                  "args": {k: encoder(v) for k, v in args.items()}, "grad_wrt": list(grad_wrt),
+                  "upstream": encoder(upstream), "repeat": int(repeat), "device": device or self.device}
+        value = self._call(header, encoder.tensors, timeout)
+        if not isinstance(value, dict) or not isinstance(value.get("calls"), list):
+            raise StudentError("protocol", "the worker's reply was malformed")
+        calls = []
+        for entry in value["calls"]:
+            entry = entry if isinstance(entry, dict) else {}
+            grads = entry.get("grads") if isinstance(entry.get("grads"), dict) else {}
+            calls.append(Call(output=entry.get("output"), grads=grads,
+                              grad_error=entry.get("grad_error") if isinstance(entry.get("grad_error"), str) else None))
+        if len(calls) != max(1, repeat):
+            raise StudentError("protocol", "the worker's reply was malformed")
+        inputs_after = value.get("inputs_after") if isinstance(value.get("inputs_after"), dict) else {}
+        return VJPResult(calls=calls, inputs_after=inputs_after, forbidden=list(self._forbidden.get(function, [])))
+
+    def run(self, harness: str, function: str, args: dict[str, Any], *, device: str | None = None,
+            timeout: float | None = None) -> dict[str, Any]:
+        encoder = protocol.Encoder()
+        header = {"op": "call", "harness": harness, "function": function,
+                  "args": {k: encoder(v) for k, v in args.items()}, "device": device or self.device}
+        value = self._call(header, encoder.tensors, timeout)
+        if not isinstance(value, dict):
+            raise StudentError("protocol", "the worker's reply was malformed")
+        return value
+
+    @property
+    def forbidden(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self._forbidden.items()}

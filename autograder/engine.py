@@ -1,0 +1,228 @@
+"""Grading one notebook, as a list of stages:
+
+load notebook → identify assignment → extract code → scan for forbidden calls → start the
+sandboxed worker → run the hidden suites (pytest, in this process) → assign points → result.
+
+This process holds the suites, the reference and every verdict; student code only ever runs in the
+worker (see ``client.py`` and ``sandbox.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import contextlib
+import secrets
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+import torch
+
+from . import notebook as nbio
+from . import registry, sandbox
+from .client import StudentError, StudentSession
+from .errors import SandboxUnavailable
+from .results import ExerciseResult, NotebookResult, TestResult, exercise_status
+
+SUITES = Path(__file__).resolve().parent / "suites"
+INTERNAL = "internal grader error (not your fault)"
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    message: str = ""
+    kind: str = ""  # "", "failure", or a StudentError kind, or "internal"
+
+
+@dataclass
+class _Collector:
+    """pytest plugin: provides the suites' fixtures and records each test's outcome."""
+
+    session: StudentSession
+    seed: int
+    device: str
+    propagation_devices: list[str]
+    outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+
+    @pytest.fixture
+    def student(self) -> StudentSession:
+        return self.session
+
+    @pytest.fixture
+    def rng(self, request: pytest.FixtureRequest) -> torch.Generator:
+        salt = zlib.crc32(request.node.nodeid.encode())
+        return torch.Generator().manual_seed((self.seed ^ salt) & ((1 << 63) - 1))
+
+    @pytest.fixture(name="device")
+    def device_fixture(self) -> str:
+        return self.device
+
+    @pytest.fixture(name="propagation_devices")
+    def propagation_devices_fixture(self) -> list[str]:
+        return list(self.propagation_devices)
+
+    @pytest.fixture
+    def exercise(self, request: pytest.FixtureRequest) -> registry.Exercise:
+        return registry.BY_NAME[request.module.EXERCISE]
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        key = (item.module.EXERCISE, item.originalname if hasattr(item, "originalname") else item.name)
+        if report.when == "call" and report.passed:
+            self.outcomes.setdefault(key, Outcome(True))
+        elif report.failed or report.skipped:
+            if key in self.outcomes and not self.outcomes[key].passed:
+                return
+            self.outcomes[key] = _explain(call.excinfo, skipped=report.skipped)
+
+
+def _explain(excinfo: Any, skipped: bool = False) -> Outcome:
+    if skipped:
+        return Outcome(False, "skipped by the grader (scores 0)", "skipped")
+    exc = excinfo.value if excinfo is not None else None
+    if isinstance(exc, StudentError):
+        prefix = {"not_implemented": "not implemented yet", "missing": "missing",
+                  "timeout": "timed out", "crashed": "crashed", "protocol": "broke the grading protocol",
+                  "exception": "raised an exception"}[exc.kind]
+        message = exc.message if exc.kind in ("not_implemented", "missing") else f"{prefix}: {exc.message}"
+        if exc.kind == "not_implemented":
+            message = "not implemented yet (the stub still raises NotImplementedError)"
+        return Outcome(False, message, exc.kind)
+    if isinstance(exc, AssertionError):
+        text = str(exc).strip()
+        return Outcome(False, text if text else "a hidden check failed", "failure")
+    name = type(exc).__name__ if exc is not None else "unknown"
+    return Outcome(False, f"{INTERNAL}: {name} in the hidden suite", "internal")
+
+
+# ----------------------------------------------------------------------- forbidden-call policy
+def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted) -> list[str]:
+    from .static_scan import scan
+
+    out = []
+    for f in scan(extracted.student_sources, exercise.name, exercise.forbidden):
+        label = extracted.student_labels[f.cell] if 0 <= f.cell < len(extracted.student_labels) else "a cell"
+        out.append(f"{f.call} ({label}, line {f.line}: `{f.evidence}`)")
+    return out
+
+
+def _worker_spec(exercise: registry.Exercise) -> dict[str, list[str]]:
+    from . import forbidden
+
+    return {"patterns": list(forbidden.patterns_for(exercise)), "aten": list(forbidden.aten_for(exercise))}
+
+
+def _sentinels(exercise: registry.Exercise) -> list[str]:
+    from . import forbidden
+
+    return list(forbidden.sentinels_for(exercise))
+
+
+def _describe_runtime(exercise: registry.Exercise, hit: str) -> str:
+    from . import forbidden
+
+    if hit.startswith("recorder tampering"):
+        return hit
+    return f"{forbidden.name_for(exercise, hit)} (seen while running it: {hit})"
+
+
+def _run_suites(exercises: Sequence[registry.Exercise], collector: _Collector) -> None:
+    files = [str(SUITES / f"test_{e.name}.py") for e in exercises if (SUITES / f"test_{e.name}.py").is_file()]
+    if not files:
+        return
+    args = [*files, "-q", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:xdist",
+            "-p", "no:hypothesispytest", "--assert=plain", "--import-mode=importlib", "-c", str(SUITES / "pytest.ini"),
+            "--rootdir", str(SUITES), "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        pytest.main(args, plugins=[collector])
+
+
+def _propagation_devices() -> list[str]:
+    return ["meta", "cuda"] if torch.cuda.is_available() else ["meta"]
+
+
+def _score(exercise: registry.Exercise, collector: _Collector, forbidden: list[str],
+           signature_note: str | None) -> ExerciseResult:
+    tests = []
+    kinds = []
+    for test_name, points in exercise.tests.items():
+        outcome = collector.outcomes.get((exercise.name, test_name))
+        if outcome is None:
+            outcome = Outcome(False, "this test did not run (scores 0)", "internal")
+        kinds.append(outcome.kind)
+        tests.append(TestResult(name=test_name, passed=outcome.passed, points=points if outcome.passed else 0,
+                                max_points=points, message=outcome.message))
+    score = sum(t.points for t in tests)
+    failing = [k for k in kinds if k]
+    message = signature_note or ""
+    if forbidden:
+        for t in tests:
+            t.points = 0
+        return ExerciseResult(exercise.name, 0, exercise.points, "forbidden", tests,
+                              "uses a forbidden routine: " + "; ".join(forbidden[:5]))
+    if failing and all(k in ("not_implemented", "missing") for k in failing) and score == 0:
+        status = "not_attempted"
+        if "missing" in failing:
+            message = message or f"`{exercise.name}` is not defined in the notebook (was its cell deleted or renamed?)"
+        else:
+            message = message or "not implemented yet"
+    else:
+        status = exercise_status(tests)
+        if status == "failed" and "timeout" in failing:
+            status = "timeout"
+        elif status == "failed" and any(k in ("crashed", "protocol", "internal") for k in failing):
+            status = "error"
+    if "internal" in failing:
+        message = (message + "; " if message else "") + f"{INTERNAL}: some tests could not run"
+    return ExerciseResult(exercise.name, score, exercise.points, status, tests, message)
+
+
+def grade_notebook(path: str | Path, *, device: str = "cpu",
+                   sandbox: bool = True, assignment: str | None = None, seed: int | None = None,
+                   slot: int = 0) -> NotebookResult:
+    """Authoritative grading of one submission (``sandbox=False`` gives an unofficial result)."""
+    started = time.monotonic()
+    nb = nbio.load(path)
+    assignment_id, exercises = nbio.identify(nb, path, assignment)
+    extracted = nbio.extract(nb, nbio.trusted_notebook(assignment_id))
+    if sandbox:
+        reason = sandbox_module.unavailable_reason()
+        if reason:
+            raise SandboxUnavailable(f"the sandbox is unavailable ({reason}); official grading refuses to run")
+    findings = {e.name: _static_findings(e, extracted) for e in exercises}
+    value_device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
+    propagation = ["meta"] if device == "meta" else _propagation_devices()
+    session = StudentSession(
+        extracted.cells, sandboxed=sandbox, device=value_device,
+        forbidden={e.name: _worker_spec(e) for e in exercises},
+        sentinels=sorted({s for e in exercises for s in _sentinels(e)}), slot=slot,
+        call_timeout=max(e.timeout_s for e in exercises))
+    collector = _Collector(session, seed if seed is not None else secrets.randbits(62), value_device, propagation)
+    errors = list(extracted.problems)
+    try:
+        try:
+            session.start()
+        except StudentError as exc:
+            errors.append(exc.message)
+        errors += [f"{p.label}: {p.message}" for p in session.load_problems]
+        errors += list(session.skipped.values())
+        _run_suites(exercises, collector)
+    finally:
+        session.close()
+    errors += [f"{session_note}" for session_note in session.skipped.values() if session_note not in errors]
+    results = []
+    for exercise in exercises:
+        hits = findings[exercise.name] + [_describe_runtime(exercise, h)
+                                          for h in session.forbidden.get(exercise.name, [])]
+        results.append(_score(exercise, collector, hits, nbio.signature_problem(exercise, extracted.definitions)))
+    return NotebookResult(notebook=Path(path).name, assignment=assignment_id, exercises=results,
+                          official=sandbox, errors=errors, seconds=round(time.monotonic() - started, 3))
+
+
+sandbox_module = sandbox

@@ -1,0 +1,174 @@
+"""Reading a submission as data: which assignment it is, and which code the worker runs.
+
+Nothing here executes student code. The submission's cell metadata is not trusted: the grader's
+own copy of the released notebook (``assignments/<id>/<notebook>``) says which cells are locked
+set-up code (re-run from the trusted copy), and which are public checks, autograder tests or demos
+(never run by the grader). Every other code cell of the submission is the student's and runs in
+the worker, in notebook order, after IPython syntax (magics, ``!`` lines) has been turned into
+plain Python that the worker's ``get_ipython()`` stub ignores.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import registry
+from .client import Cell
+from .errors import UnusableInput
+
+REPO = Path(__file__).resolve().parent.parent
+RELEASE_DIR = REPO / "assignments"
+MAX_NOTEBOOK_BYTES = 64 << 20
+MAX_CODE_BYTES = 2 << 20
+
+_SKIPPED_PREFIXES = (registry.CHECK_PREFIX, registry.TEST_PREFIX, registry.DEMO_PREFIX)
+
+
+@dataclass
+class Extracted:
+    cells: list[Cell]  # what the worker executes, in order
+    student_sources: list[str]  # the student's cells as plain Python (for the static scan)
+    student_labels: list[str] = field(default_factory=list)  # "cell 7", parallel to student_sources
+    problems: list[str] = field(default_factory=list)  # one line each, shown in the report
+    definitions: dict[str, ast.FunctionDef] = field(default_factory=dict)  # last def per name
+
+
+def load(path: str | Path) -> nbformat.NotebookNode:
+    """Read and validate a notebook, or raise UnusableInput with one line saying why."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnusableInput(f"{path}: no such file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            raise UnusableInput(f"{path}: {size / 2**20:.0f} MiB is larger than the {MAX_NOTEBOOK_BYTES >> 20} MiB limit")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UnusableInput(f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise UnusableInput(f"{path}: not a notebook (the file is not JSON)") from None
+    if not isinstance(data, dict) or "cells" not in data or not isinstance(data.get("cells"), list):
+        raise UnusableInput(f"{path}: not a notebook (JSON without a list of cells)")
+    try:
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except Exception as exc:  # nbformat raises several types for malformed documents
+        raise UnusableInput(f"{path}: not a valid notebook ({exc.__class__.__name__})") from None
+    return nb
+
+
+def identify(nb: nbformat.NotebookNode, path: str | Path, assignment: str | None = None) -> tuple[str, list[registry.Exercise]]:
+    """The assignment a submission belongs to: given, or by file name, or by the functions it defines."""
+    groups = registry.assignments()
+    if assignment is not None:
+        if assignment not in groups:
+            raise UnusableInput(f"unknown assignment {assignment!r}; known: {', '.join(groups)}")
+        return assignment, groups[assignment]
+    name = Path(path).name
+    for assignment_id, exercises in groups.items():
+        if exercises[0].notebook == name:
+            return assignment_id, exercises
+    text = "\n".join(_source(c) for c in nb.cells if c.get("cell_type") == "code")
+    best = max(groups.items(), key=lambda item: sum(f"def {e.name}(" in text for e in item[1]))
+    if not any(f"def {e.name}(" in text for e in best[1]):
+        raise UnusableInput(f"{path}: cannot tell which assignment this notebook belongs to "
+                            "(no graded function found); pass --assignment")
+    return best
+
+
+def trusted_notebook(assignment: str) -> nbformat.NotebookNode | None:
+    exercises = registry.assignments()[assignment]
+    path = RELEASE_DIR / assignment / exercises[0].notebook
+    return nbformat.read(path, as_version=4) if path.is_file() else None
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _grade_id(cell: dict) -> str:
+    meta = cell.get("metadata", {})
+    nbg = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
+    return str(nbg.get("grade_id", "")) if isinstance(nbg, dict) else ""
+
+
+def _is_solution(cell: dict) -> bool:
+    nbg = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(isinstance(nbg, dict) and nbg.get("solution", False))
+
+
+def _is_setup(grade_id: str) -> bool:
+    return grade_id.startswith(registry.SETUP_PREFIXES)
+
+
+def to_python(source: str) -> str:
+    """IPython syntax (``%magic``, ``!cmd``, ``%%cell``) to plain Python, as a string transform."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - leave the source as is; the syntax check reports it
+        return source
+
+
+def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) -> Extracted:
+    trusted_ids = {_grade_id(c): c for c in (trusted.cells if trusted else []) if _grade_id(c)}
+    out = Extracted(cells=[], student_sources=[])
+    for grade_id, cell in trusted_ids.items():
+        if cell.get("cell_type") == "code" and _is_setup(grade_id):
+            out.cells.append(Cell(_source(cell), f"provided cell {grade_id}"))
+    total = 0
+    for number, cell in enumerate(nb.cells, start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        grade_id = _grade_id(cell)
+        known = trusted_ids.get(grade_id)
+        if grade_id.startswith(_SKIPPED_PREFIXES) or _is_setup(grade_id):
+            continue  # checks, tests and demos never run; set-up runs from the trusted copy
+        if known is not None and known.get("cell_type") == "code" and not _is_solution(known):
+            continue  # another locked cell of the release: never the student's to change
+        source = to_python(_source(cell))
+        if not source.strip():
+            continue
+        total += len(source)
+        if total > MAX_CODE_BYTES:
+            out.problems.append(f"cell {number}: the notebook has more than {MAX_CODE_BYTES >> 20} MiB of code; the rest was ignored")
+            break
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            where = f", line {line}" if line else ""
+            out.problems.append(f"cell {number}{where}: {exc.__class__.__name__}: {getattr(exc, 'msg', exc)}; the cell was not run")
+            out.student_sources.append("")
+            out.student_labels.append(f"cell {number}")
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out.definitions[node.name] = node
+        out.student_sources.append(source)
+        out.student_labels.append(f"cell {number}")
+        out.cells.append(Cell(source, f"cell {number}"))
+    return out
+
+
+def signature_problem(exercise: registry.Exercise, definitions: dict[str, ast.FunctionDef]) -> str | None:
+    """A one-line note when the student's def has other parameters than the contract's."""
+    node = definitions.get(exercise.name)
+    if node is None:
+        return None
+    expected = [p.split("=")[0].strip() for p in exercise.signature.split(",")]
+    args = node.args
+    got = [a.arg for a in (*args.posonlyargs, *args.args)]
+    if got[: len(expected)] == expected and not args.vararg and len(got) == len(expected):
+        return None
+    if args.vararg and got == expected[: len(got)]:
+        return None
+    return f"`{exercise.name}({', '.join(got)})` does not match the contract `{exercise.name}({exercise.signature})`"

@@ -1,0 +1,142 @@
+"""Trusted harnesses that call the student's function inside the worker.
+
+Each harness takes the student's function and decoded arguments, calls it the way the exercise's
+contract says, and returns a value tree of plain data (tensors, numbers, bools) for the grader.
+Harnesses never judge: they only report what happened. See ``autograder/client.py`` for the
+contract of each harness.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import torch
+
+
+def _fresh(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
+
+
+def _snapshot(value: Any) -> Any:
+    """A detached copy of a tensor for the reply (None stays None, other values pass through)."""
+    if type(value) is torch.Tensor:
+        return value.detach().clone()
+    return value
+
+
+def vjp(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: torch.Tensor | None,
+        repeat: int) -> dict[str, Any]:
+    calls = []
+    inputs_after: dict[str, Any] = {}
+    for index in range(max(1, repeat)):
+        call_args = {k: _fresh(v) for k, v in args.items()}
+        originals = {}
+        for name in grad_wrt:
+            tensor = call_args[name]
+            if tensor.is_floating_point() or tensor.is_complex():
+                tensor.requires_grad_(True)
+            originals[name] = tensor
+        output = fn(*call_args.values())
+        entry: dict[str, Any] = {"output": _snapshot(output), "grads": {}, "grad_error": None}
+        if upstream is not None and grad_wrt:
+            entry["grads"], entry["grad_error"] = _gradients(output, originals, upstream)
+        calls.append(entry)
+        if index == 0:
+            inputs_after = {k: _snapshot(v) for k, v in call_args.items() if isinstance(v, torch.Tensor)}
+    return {"calls": calls, "inputs_after": inputs_after}
+
+
+def _gradients(output: Any, inputs: dict[str, torch.Tensor], upstream: torch.Tensor):
+    if type(output) is not torch.Tensor:
+        return {}, f"the output is a {type(output).__name__}, not a tensor, so no gradient can flow"
+    if tuple(output.shape) != tuple(upstream.shape):
+        return {}, f"the output has shape {tuple(output.shape)}, so gradients cannot be taken"
+    if not output.requires_grad:
+        return {}, "the output does not require grad: the computation was detached from the inputs"
+    upstream = upstream.to(device=output.device, dtype=output.dtype)
+    names = list(inputs)
+    grads = torch.autograd.grad(output, [inputs[n] for n in names], upstream, allow_unused=True)
+    return {n: (None if g is None else g.detach().clone()) for n, g in zip(names, grads)}, None
+
+
+def clip_grad(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    params = [p.detach().clone().requires_grad_(True) for p in args["params"]]
+    theta = args["theta"]
+    returned, grads, same = [], [], []
+    for step in args["steps"]:
+        for p, g in zip(params, step):
+            p.grad = None if g is None else g.detach().clone()
+        before = [(p.grad, None if p.grad is None else p.grad.data_ptr()) for p in params]
+        value = fn(params, theta)
+        returned.append(_snapshot(value))
+        grads.append([_snapshot(p.grad) for p in params])
+        same.append(all(p.grad is obj and (obj is None or p.grad.data_ptr() == ptr)
+                        for p, (obj, ptr) in zip(params, before)))
+    return {"returned": returned, "grads": grads, "params_after": [_snapshot(p) for p in params],
+            "same_grad_objects": same}
+
+
+def adam(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    params = [p.detach().clone().requires_grad_(True) for p in args["params"]]
+    states = [(torch.zeros_like(p, requires_grad=False), torch.zeros_like(p, requires_grad=False)) for p in params]
+    identities = [(p, p.data_ptr()) for p in params] + [(t, t.data_ptr()) for vs in states for t in vs]
+    options = {k: args[k] for k in ("beta1", "beta2", "eps") if k in args}
+    history, returned, grads_kept = [], [], True
+    for t, step in enumerate(args["steps"], start=1):
+        for p, g in zip(params, step):
+            p.grad = g.detach().clone()
+        value = fn(params, states, args["lr"], t, **options)
+        returned.append(_snapshot(value))
+        history.append([_snapshot(p) for p in params])
+        grads_kept = grads_kept and all(p.grad is not None and torch.equal(p.grad, g.to(p.grad.device))
+                                        for p, g in zip(params, step))
+    current = params + [t for vs in states for t in vs]
+    same = all(a is b and a.data_ptr() == ptr for a, (b, ptr) in zip(current, identities))
+    history_free = all(p.is_leaf and p.requires_grad and p.grad_fn is None for p in params) and all(
+        isinstance(t, torch.Tensor) and t.grad_fn is None for vs in states for t in vs)
+    return {"params": history, "states": [[_snapshot(v) for v in vs] for vs in states], "returned": returned,
+            "same_objects": same, "history_free": history_free, "grads_kept": grads_kept}
+
+
+def q_update(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    Q = args["Q"].detach().clone()
+    ptr = Q.data_ptr()
+    value = fn(Q, args["s"], args["a"], args["r"], args["s_next"], args["done"], args["alpha"], args["gamma"])
+    return {"returned": _snapshot(value), "Q_after": _snapshot(Q), "same_object": Q.data_ptr() == ptr}
+
+
+def q_train(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    """The grader's epsilon-greedy Q-learning loop on FrozenLake, calling the student's update."""
+    import gymnasium as gym
+
+    env = gym.make("FrozenLake-v1", desc=list(args["desc"]), is_slippery=False,
+                   max_episode_steps=int(args["max_steps"]))
+    n_states, n_actions = env.observation_space.n, env.action_space.n
+    Q = torch.zeros((n_states, n_actions), dtype=torch.float64)
+    chooser = random.Random(int(args["seed"]))
+    transitions = []
+    for episode in range(int(args["episodes"])):
+        s, _ = env.reset(seed=int(args["seed"]) + episode)
+        done = False
+        while not done:
+            row = Q[s]
+            if chooser.random() < args["epsilon"]:
+                a = chooser.randrange(n_actions)
+            else:  # greedy, ties broken at random so an all-zero table still explores
+                best = [i for i in range(n_actions) if float(row[i]) == float(row.max())]
+                a = chooser.choice(best)
+            s_next, r, terminated, truncated, _ = env.step(a)
+            fn(Q, int(s), int(a), float(r), int(s_next), bool(terminated), args["alpha"], args["gamma"])
+            transitions.append([s, a, r, s_next, float(terminated)])
+            s, done = s_next, terminated or truncated
+    env.close()
+    table = torch.tensor(transitions, dtype=torch.float64) if transitions else torch.zeros((0, 5), dtype=torch.float64)
+    return {"Q": _snapshot(Q), "transitions": table}
+
+
+HARNESSES = {"clip_grad": clip_grad, "adam": adam, "q_update": q_update, "q_train": q_train}
