@@ -226,3 +226,10 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
 
 
 sandbox_module = sandbox
+
+
+def check_notebook(path: str | Path, *, assignment: str | None = None) -> NotebookResult:
+    """The student's self-check (public cases only); see ``selfcheck.py``."""
+    from .selfcheck import check_notebook as run_check
+
+    return run_check(path, assignment=assignment)

@@ -23,6 +23,7 @@ from .errors import UnusableInput
 
 REPO = Path(__file__).resolve().parent.parent
 RELEASE_DIR = REPO / "assignments"
+SOURCE_DIR = REPO / "solutions"
 MAX_NOTEBOOK_BYTES = 64 << 20
 MAX_CODE_BYTES = 2 << 20
 
@@ -83,9 +84,13 @@ def identify(nb: nbformat.NotebookNode, path: str | Path, assignment: str | None
 
 
 def trusted_notebook(assignment: str) -> nbformat.NotebookNode | None:
+    """The grader's own copy of the released notebook (only its locked cells are used)."""
     exercises = registry.assignments()[assignment]
-    path = RELEASE_DIR / assignment / exercises[0].notebook
-    return nbformat.read(path, as_version=4) if path.is_file() else None
+    for folder in (RELEASE_DIR, SOURCE_DIR):
+        path = folder / assignment / exercises[0].notebook
+        if path.is_file():
+            return nbformat.read(path, as_version=4)
+    return None
 
 
 def _source(cell: dict) -> str:

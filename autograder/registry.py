@@ -72,7 +72,7 @@ class Exercise:
     tests: Mapping[str, int]  # hidden test function name -> points (order = report order)
     forbidden: tuple[Forbidden, ...]
     public_cases: tuple[PublicCase, ...]
-    tolerances: Mapping[str, Tolerance] = DEFAULT_TOLERANCES
+    tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: DEFAULT_TOLERANCES)
     timeout_s: float = 20.0  # wall-clock budget of one worker call for this exercise
 
     @property
