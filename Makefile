@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# nbgrader runs `alembic` (and tests run `nbgrader`, `jupyter`) from the virtual environment.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: demo test venv system-deps assignments clean
 
