@@ -1,0 +1,23 @@
+"""Errors the grader reports to its user as one line, not as a traceback.
+
+Anything else that escapes the engine is a grader bug: the command line reports it as an internal
+error that is not the student's fault (see ``autograder/cli.py`` for the exit statuses).
+"""
+
+from __future__ import annotations
+
+
+class AutogradeError(Exception):
+    """Base of the errors whose message is meant for the person running the grader."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnusableInput(AutogradeError):
+    """The submission cannot be graded at all: not a file, unreadable, not JSON, not a notebook."""
+
+
+class SandboxUnavailable(AutogradeError):
+    """Official grading needs the sandbox and it cannot be started here; grading fails closed."""
