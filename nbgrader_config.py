@@ -1,8 +1,18 @@
-"""This repository is an nbgrader course: sources in solutions/, student versions in assignments/."""
+"""This repository is an nbgrader course: sources in solutions/, student versions in assignments/.
+
+`nbgrader autograde` is scored by the course's sandboxed engine, not by running the notebooks in
+a kernel (see docs/instructors.md and autograder/nbgrader_plugin.py).
+"""
+
+import os
+import sys
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
-c.CourseDirectory.root = "."
+# The course root is the folder of this file (nbgrader reads it from the working directory).
+COURSE_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.root = COURSE_ROOT
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
 c.CourseDirectory.submitted_directory = "submitted"
@@ -12,3 +22,45 @@ c.CourseDirectory.db_url = "sqlite:///gradebook.db"
 # Only notebooks are released: nothing else in solutions/ is copied to students.
 c.CourseDirectory.include = ["*.ipynb"]
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# ---- The sandboxed engine behind nbgrader -----------------------------------------------------
+# The course's `autograder` package (and the `reference` package it grades against) live in the
+# course root. Appended, not prepended: nothing in the course tree may shadow an installed module.
+if COURSE_ROOT not in sys.path:
+    sys.path.append(COURSE_ROOT)
+
+# Classes are named, not imported: nothing here can fail, because traitlets ignores a config file
+# that raises and nbgrader would then fall back to executing notebooks in a kernel. A broken
+# `autograder` package makes every notebook fail to autograde instead (fail closed).
+PLUGIN = "autograder.nbgrader_plugin."
+
+# autograde, pass 1 (sanitize): metadata rebuilt from the gradebook, then nbgrader's usual steps.
+c.Autograde.sanitize_preprocessors = [
+    PLUGIN + "RestoreCellMetadata",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# autograde, pass 2: the engine grades in its sandbox in place of nbgrader's Execute (no kernel
+# ever runs student code); its per-exercise scores go to the gradebook, partial credit included.
+c.Autograde.autograde_preprocessors = [
+    PLUGIN + "GradeWithEngine",
+    "nbgrader.preprocessors.LimitOutput",
+    PLUGIN + "SaveEngineGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# generate_feedback: hidden-test regions never reach the HTML.
+c.GenerateFeedback.preprocessors = [
+    PLUGIN + "HideHiddenTests",
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+# export: nbgrader's CSV columns plus one column per exercise.
+c.ExportApp.plugin_class = PLUGIN + "ExerciseCsvExportPlugin"
+
+# Grading options (uncomment to change):
+# c.GradeWithEngine.device = "cuda"   # the device the hidden tests run on (default: "cpu")
+# c.GradeWithEngine.seed = 1234       # reproducible random test inputs (default: fresh each notebook)

@@ -136,7 +136,7 @@ def _run_suites(exercises: Sequence[registry.Exercise], collector: _Collector) -
     files = [str(SUITES / f"test_{e.name}.py") for e in exercises if (SUITES / f"test_{e.name}.py").is_file()]
     if not files:
         return
-    args = [*files, "-q", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:xdist",
+    args = [*files, "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:xdist",
             "-p", "no:hypothesispytest", "--assert=plain", "--import-mode=importlib", "-c", str(SUITES / "pytest.ini"),
             "--rootdir", str(SUITES), "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

@@ -1,0 +1,196 @@
+"""Regenerate the student notebooks in ``assignments/`` from ``solutions/`` with nbgrader.
+
+    python -m autograder.release            # regenerate assignments/
+    python -m autograder.release --check    # regenerate into a temporary folder; exit 1 on drift
+
+The pipeline, one small stage each:
+
+1. **generate** — the real ``nbgrader generate_assignment <id> --force``, run from the course root
+   (where ``nbgrader_config.py`` lives) for every assignment of the registry whose solution
+   notebooks exist. Its release folder, gradebook and log go to a temporary folder, so an
+   instructor's ``gradebook.db`` is never touched and nothing but notebooks is kept.
+2. **normalise** — no outputs, no execution counts, no execution timing metadata, nbformat's
+   canonical JSON: generation is deterministic, so ``assignments/`` can be committed and checked.
+3. **write** (or **compare** with ``--check``) — ``assignments/`` becomes exactly the generated
+   notebooks: changed files are rewritten, stale ones removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from autograder.registry import assignments
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = "solutions"
+RELEASE = "assignments"
+
+
+class ReleaseError(RuntimeError):
+    """nbgrader could not generate an assignment (its log is in the message)."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    path: str  # relative to assignments/
+    problem: str  # "differs", "missing", "stale"
+
+    def __str__(self) -> str:
+        return f"{RELEASE}/{self.path}: {self.problem}"
+
+
+# -- stages -------------------------------------------------------------------------------------
+
+
+def releasable(root: Path = ROOT) -> dict[str, list[str]]:
+    """Assignment id -> its notebook files, for the registry's assignments whose solutions exist."""
+    out: dict[str, list[str]] = {}
+    for assignment, exercises in assignments().items():
+        notebooks = sorted({exercise.notebook for exercise in exercises})
+        if all((root / SOLUTIONS / assignment / notebook).is_file() for notebook in notebooks):
+            out[assignment] = notebooks
+    return out
+
+
+def missing_solutions(root: Path = ROOT) -> list[str]:
+    """Registry notebooks that have no solution notebook yet (skipped by the release)."""
+    return sorted(
+        f"{SOLUTIONS}/{exercise.notebook_path}"
+        for exercises in assignments().values()
+        for exercise in exercises
+        if not (root / SOLUTIONS / exercise.notebook_path).is_file()
+    )
+
+
+def generate(assignment: str, workdir: Path, root: Path = ROOT) -> Path:
+    """Run ``nbgrader generate_assignment <assignment> --force``; return the released folder."""
+    scratch = workdir / assignment  # one folder per run: runs can go in parallel
+    release_dir = scratch / "release"
+    scratch.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force",
+        f"--CourseDirectory.release_directory={release_dir}",
+        f"--CourseDirectory.db_url=sqlite:///{scratch / 'gradebook.db'}",
+        f"--NbGrader.logfile={scratch / 'nbgrader.log'}",
+    ]
+    # nbgrader runs the `alembic` executable of its own environment to set up the gradebook.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ReleaseError(f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}{done.stderr}")
+    return release_dir / assignment
+
+
+def normalise(notebook_json: str) -> str:
+    """The canonical text of a released notebook: no outputs, counts or execution timings."""
+    nb = nbformat.reads(notebook_json, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def build(root: Path = ROOT, only: list[str] | None = None) -> dict[str, str]:
+    """Generate and normalise every releasable assignment: relative path -> notebook text."""
+    targets = releasable(root)
+    if only:
+        unknown = sorted(set(only) - set(targets))
+        if unknown:
+            raise ReleaseError(f"not releasable (unknown assignment, or its solution notebooks are missing): {unknown}")
+        targets = {assignment: targets[assignment] for assignment in only}
+    tree: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="release-") as tmp, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        runs = {assignment: pool.submit(generate, assignment, Path(tmp), root) for assignment in targets}
+        for assignment, notebooks in targets.items():
+            released = runs[assignment].result()
+            produced = sorted(path.name for path in released.iterdir())
+            if produced != notebooks:
+                raise ReleaseError(f"{assignment}: nbgrader released {produced}, expected exactly {notebooks}")
+            for notebook in notebooks:
+                tree[f"{assignment}/{notebook}"] = normalise((released / notebook).read_text(encoding="utf-8"))
+    return tree
+
+
+def current(root: Path = ROOT, only: list[str] | None = None) -> dict[str, str]:
+    """The files now in assignments/ (all of them, or those of the given assignments)."""
+    base = root / RELEASE
+    files = {
+        path.relative_to(base).as_posix(): path.read_text(encoding="utf-8", errors="replace")
+        for path in sorted(base.rglob("*"))
+        if path.is_file()
+    }
+    if only:
+        files = {path: text for path, text in files.items() if path.split("/")[0] in only}
+    return files
+
+
+def compare(expected: dict[str, str], actual: dict[str, str]) -> list[Drift]:
+    drift = [Drift(path, "missing") for path in sorted(set(expected) - set(actual))]
+    drift += [Drift(path, "stale (not generated from solutions/)") for path in sorted(set(actual) - set(expected))]
+    drift += [Drift(path, "differs from what nbgrader generates") for path in sorted(set(expected) & set(actual)) if expected[path] != actual[path]]
+    return drift
+
+
+def write(expected: dict[str, str], root: Path = ROOT, only: list[str] | None = None) -> list[Drift]:
+    """Make assignments/ exactly ``expected``; return what changed."""
+    changes = compare(expected, current(root, only))
+    base = root / RELEASE
+    for change in changes:
+        path = base / change.path
+        if change.path in expected:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(expected[change.path], encoding="utf-8")
+        else:
+            path.unlink()
+    for folder in sorted((p for p in base.rglob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return changes
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder.release", description=__doc__.split("\n\n")[0])
+    parser.add_argument("assignments", nargs="*", help="assignment ids (default: every assignment)")
+    parser.add_argument("--check", action="store_true", help="only report drift from solutions/ (exit 1)")
+    args = parser.parse_args(argv)
+
+    for path in missing_solutions():
+        print(f"skipped (no solution notebook yet): {path}")
+    try:
+        expected = build(only=args.assignments or None)
+    except ReleaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        drift = compare(expected, current(only=args.assignments or None))
+        for item in drift:
+            print(item)
+        if drift:
+            print(f"{len(drift)} file(s) drifted: run `make assignments` and commit the result.")
+            return 1
+        print(f"{RELEASE}/ is up to date ({len(expected)} notebook(s)).")
+        return 0
+    changes = write(expected, only=args.assignments or None)
+    for change in changes:
+        print(f"updated {change}")
+    print(f"{RELEASE}/: {len(expected)} notebook(s), {len(changes)} change(s).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Hidden tests of ``adam_step(params, states, lr, t, beta1=0.9, beta2=0.999, eps=1e-8)``
+(EXERCISES.md §6): one Adam update with bias correction, in place, without autograd history.
+
+Runs through the ``adam`` harness (see ``autograder/client.py``): leaf parameters with
+``requires_grad=True``, zero states, and for t = 1..T ``p.grad = step gradient`` then
+``adam_step(params, states, lr, t, ...)``. Expected trajectories come from ``torch.optim.Adam``
+run here in float64 on the CPU; known mistakes are the same update written out with one thing
+changed (no bias correction, eps inside the square root, ...).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from autograder.compare import expect, expect_close, expect_like, fail, matches, tolerance_for
+from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices
+
+EXERCISE = "adam_step"
+
+#: The contract's defaults, used when a test leaves the options out (the student's defaults apply).
+DEFAULTS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+#: Parameter shapes: a matrix and a vector.
+SHAPES = ((4, 3), (5,))
+#: Learning rates are drawn from this range.
+LR_RANGE = (0.01, 0.1)
+#: Steps of the trajectory test, with options other than the defaults (passed explicitly).
+TRAJECTORY_STEPS = 6
+TRAJECTORY_OPTIONS = {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6}
+#: Steps with one constant gradient in the bias-correction test: a corrected Adam then moves every
+#: entry by almost exactly lr per step, an uncorrected one by about 3 lr at t = 1.
+BIAS_STEPS = 3
+#: eps so large that adding it inside or outside the square root makes a visible difference.
+LARGE_EPS = 1.0
+EPS_STEPS = 3
+#: Gradients of the tiny-gradient test: far below the default eps, with some exact zeros.
+TINY_SCALE = 1e-9
+TINY_STEPS = 3
+ZERO_FRACTION = 0.25
+
+HINT_UPDATE = ("for each parameter: v = beta1 v + (1 - beta1) g, s = beta2 s + (1 - beta2) g^2, "
+               "v_hat = v / (1 - beta1^t), s_hat = s / (1 - beta2^t), p -= lr v_hat / (sqrt(s_hat) + eps), "
+               "all in place under torch.no_grad()")
+HINT_STATES = ("update the given states in place (v.mul_(beta1).add_((1 - beta1) * g), or v[:] = ...): "
+               "v = beta1 * v + ... only rebinds a local name and the states list keeps the old moments")
+HINT_BIAS = ("bias correction divides by 1 - beta1^t and 1 - beta2^t with the 1-based step number t you are given "
+             "(at t = 1: 1 - beta1 and 1 - beta2); 1 - beta^0 = 0 would divide by zero")
+HINT_EPS = "eps is added after the square root: sqrt(s_hat) + eps, not sqrt(s_hat + eps)"
+HINT_TINY = ("eps keeps the update finite and small where gradients are tiny or zero: "
+             "p -= lr * v_hat / (sqrt(s_hat) + eps) (0 / (0 + eps) = 0)")
+
+
+def _params(rng: torch.Generator) -> list[torch.Tensor]:
+    return [normal(rng, *shape) for shape in SHAPES]
+
+
+def _torch_adam(params, steps, lr, options):
+    """Parameters after every step and the final (v, s) of ``torch.optim.Adam``, float64 CPU."""
+    opts = {**DEFAULTS, **options}
+    leaves = [p.detach().to(FLOAT64).clone().requires_grad_(True) for p in params]
+    optimizer = torch.optim.Adam(leaves, lr=lr, betas=(opts["beta1"], opts["beta2"]), eps=opts["eps"], foreach=False)
+    history = []
+    for step in steps:
+        for p, g in zip(leaves, step):
+            p.grad = g.detach().to(FLOAT64).clone()
+        optimizer.step()
+        history.append([p.detach().clone() for p in leaves])
+    states = [(optimizer.state[p]["exp_avg"].clone(), optimizer.state[p]["exp_avg_sq"].clone()) for p in leaves]
+    return history, states
+
+
+def _written_out(params, steps, lr, beta1, beta2, eps, *, correct_v=True, correct_s=True, t_shift=0,
+                 eps_inside=False, sign=-1.0, carry_states=True):
+    """Adam written out with one thing changeable: the known mistakes' trajectories (float64)."""
+    ps = [p.detach().to(FLOAT64).clone() for p in params]
+    states = [(torch.zeros_like(p), torch.zeros_like(p)) for p in ps]
+    history = []
+    for t, step in enumerate(steps, start=1):
+        for i, (p, g) in enumerate(zip(ps, step)):
+            g = g.to(FLOAT64)
+            v, s = states[i] if carry_states else (torch.zeros_like(p), torch.zeros_like(p))
+            v = beta1 * v + (1 - beta1) * g
+            s = beta2 * s + (1 - beta2) * g * g
+            states[i] = (v, s)
+            v_hat = v / (1 - beta1 ** (t + t_shift)) if correct_v else v
+            s_hat = s / (1 - beta2 ** (t + t_shift)) if correct_s else s
+            denominator = torch.sqrt(s_hat + eps) if eps_inside else torch.sqrt(s_hat) + eps
+            p += sign * lr * v_hat / denominator
+        history.append([p.clone() for p in ps])
+    return history
+
+
+def _mistakes(params, steps, lr, options):
+    """Known mistakes -> their parameter trajectories (computed when first needed)."""
+    o = {**DEFAULTS, **options}
+    b1, b2, eps = o["beta1"], o["beta2"], o["eps"]
+
+    def run(**change):
+        return lambda: _written_out(params, steps, lr, b1, b2, eps, **change)
+
+    mistakes = {
+        "Adam without bias correction (v and s used as they are): " + HINT_BIAS: run(correct_v=False, correct_s=False),
+        "bias correction of v only: s_hat = s / (1 - beta2^t) too": run(correct_s=False),
+        "bias correction of s only: v_hat = v / (1 - beta1^t) too": run(correct_v=False),
+        "bias correction with t + 1: t is already 1-based, use 1 - beta^t": run(t_shift=1),
+        "eps inside the square root: " + HINT_EPS: run(eps_inside=True),
+        "moments v and s that are not carried over from one step to the next: " + HINT_STATES:
+            run(carry_states=False),
+        "the update added to the parameters: p -= lr * v_hat / (sqrt(s_hat) + eps) goes against the gradient":
+            run(sign=1.0),
+        "beta1 and beta2 swapped: beta1 (0.9 by default) is for v, beta2 (0.999) for s":
+            lambda: _written_out(params, steps, lr, b2, b1, eps),
+        "no eps in the denominator: " + HINT_TINY: lambda: _written_out(params, steps, lr, b1, b2, 0.0),
+    }
+    if options:
+        d = DEFAULTS
+        mistakes["the default beta1, beta2 and eps instead of the values passed in: use the arguments"] = (
+            lambda: _written_out(params, steps, lr, d["beta1"], d["beta2"], d["eps"]))
+    return mistakes
+
+
+def _run(student, params, steps, lr, options, device, dtype=FLOAT64):
+    args = {"params": [p.to(dtype) for p in params], "steps": [[g.to(dtype) for g in step] for step in steps],
+            "lr": lr, **options}
+    return run_on(student, "adam", EXERCISE, args, device)
+
+
+def _expect_trajectory(result, params, steps, lr, options, device, exercise, hint, dtype=FLOAT64, states=True):
+    expected, expected_states = _torch_adam(params, steps, lr, options)
+    got = result["params"]
+    tol = tolerance_for(dtype, exercise)
+    candidates = _mistakes(params, steps, lr, options)
+    named: dict[str, list] | None = None  # mistakes that explain the whole trajectory, found on the first miss
+    for t, (want_step, got_step) in enumerate(zip(expected, got), start=1):
+        for i, (want, actual) in enumerate(zip(want_step, got_step)):
+            want = want.to(device, dtype)
+            if named is None and not matches(actual, want, tol):
+                named = {}
+                for description, make in candidates.items():
+                    trajectory = make()
+                    if all(matches(a, c, tol) for a_step, c_step in zip(got, trajectory)
+                           for a, c in zip(a_step, c_step)):
+                        named[description] = trajectory
+            mistakes = {d: trajectory[t - 1][i] for d, trajectory in (named or {}).items()}
+            expect_close(actual, want, quantity=f"parameter {i} after step {t}", exercise=exercise, hint=hint,
+                         mistakes=mistakes)
+    if not states:
+        return
+    for i, ((v, s), (want_v, want_s)) in enumerate(zip(result["states"], expected_states)):
+        for name, actual, want in (("v", v, want_v), ("s", s, want_s)):
+            expect_close(actual, want.to(device, dtype), quantity=f"state {name} of parameter {i} after step {len(steps)}",
+                         exercise=exercise, hint=HINT_STATES,
+                         mistakes={"the initial zeros: " + HINT_STATES: torch.zeros_like(want)})
+
+
+def _gradients(rng, params, count, scale=1.0):
+    return [[normal(rng, *p.shape, scale=scale) for p in params] for _ in range(count)]
+
+
+def test_single_step(student, rng, device, exercise):
+    params = _params(rng)
+    steps = _gradients(rng, params, 1)
+    lr = number(rng, *LR_RANGE)
+    result = _run(student, params, steps, lr, {}, device)
+    _expect_trajectory(result, params, steps, lr, {}, device, exercise, HINT_UPDATE)
+
+
+def test_trajectory(student, rng, device, exercise):
+    params = _params(rng)
+    steps = _gradients(rng, params, TRAJECTORY_STEPS)
+    lr = number(rng, *LR_RANGE)
+    result = _run(student, params, steps, lr, TRAJECTORY_OPTIONS, device)
+    _expect_trajectory(result, params, steps, lr, TRAJECTORY_OPTIONS, device, exercise, HINT_UPDATE)
+
+
+def test_bias_correction(student, rng, device, exercise):
+    params = _params(rng)
+    constant = _gradients(rng, params, 1)[0]
+    steps = [constant] * BIAS_STEPS
+    lr = number(rng, *LR_RANGE)
+    result = _run(student, params, steps, lr, {}, device)
+    _expect_trajectory(result, params, steps, lr, {}, device, exercise, HINT_BIAS, states=False)
+
+
+def test_eps_outside_sqrt(student, rng, device, exercise):
+    params = _params(rng)
+    steps = _gradients(rng, params, EPS_STEPS)
+    lr = number(rng, *LR_RANGE)
+    options = {"eps": LARGE_EPS}
+    result = _run(student, params, steps, lr, options, device)
+    _expect_trajectory(result, params, steps, lr, options, device, exercise, HINT_EPS, states=False)
+
+
+def test_tiny_gradients(student, rng, device, exercise):
+    params = _params(rng)
+    steps = []
+    for _ in range(TINY_STEPS):
+        step = []
+        for p in params:
+            g = normal(rng, *p.shape, scale=TINY_SCALE)
+            g[torch.rand(p.shape, generator=rng) < ZERO_FRACTION] = 0.0
+            step.append(g)
+        steps.append(step)
+    lr = number(rng, *LR_RANGE)
+    result = _run(student, params, steps, lr, {}, device)
+    _expect_trajectory(result, params, steps, lr, {}, device, exercise, HINT_TINY, states=False)
+
+
+def test_in_place_no_history(student, rng, device, exercise):
+    params = _params(rng)
+    steps = _gradients(rng, params, 2)
+    lr = number(rng, *LR_RANGE)
+    result = _run(student, params, steps, lr, {}, device)
+    for t, value in enumerate(result["returned"], start=1):
+        if value is not None:
+            what = getattr(value, "what", None) or f"a {type(value).__name__}"
+            fail(f"adam_step returned {what} at step {t}; it must return None",
+                 hint="adam_step works in place on the parameters and states: no return value")
+    expect(result["same_objects"] is True, "after adam_step the parameters or states are not the tensors passed in",
+           hint=("update in place under torch.no_grad() (p -= ..., p.sub_(...), v.mul_(...)); "
+                 "p = p - ... or states[i] = (v, s) binds new tensors that the caller never sees"))
+    expect(result["history_free"] is True, "after adam_step a parameter records autograd history (it has a grad_fn "
+           "or no longer requires grad)", hint="do the update inside `with torch.no_grad():` (or on p.data)")
+    expect(result["grads_kept"] is True, "adam_step changed or cleared the gradients (p.grad)",
+           hint="leave p.grad as it is: zeroing gradients is the training loop's job, not the optimizer step's")
+    first = result["params"][0]
+    for i, (before, after) in enumerate(zip(params, first)):
+        after = expect_like(after, shape=before.shape, dtype=FLOAT64, device=device, quantity=f"parameter {i} after step 1")
+        expect(not torch.equal(after.cpu(), before), f"parameter {i} is unchanged after step 1",
+               hint="update the parameters in place (p -= lr * v_hat / (sqrt(s_hat) + eps) under torch.no_grad())")
+
+
+def test_device(student, rng, device, propagation_devices, exercise):
+    for where in state_devices(device, propagation_devices):
+        for dtype in (FLOAT32, FLOAT64):
+            params = [p.to(dtype) for p in _params(rng)]
+            steps = [[g.to(dtype) for g in step] for step in _gradients(rng, params, 2)]
+            lr = number(rng, *LR_RANGE)
+            result = _run(student, params, steps, lr, {}, where, dtype)
+            if result is None:
+                continue
+            for t, step in enumerate(result["params"], start=1):
+                for i, p in enumerate(step):
+                    expect_like(p, shape=params[i].shape, dtype=dtype, device=where,
+                                quantity=f"{dtype_text(dtype)} parameter {i} on {where} after step {t}")
+            _expect_trajectory(result, params, steps, lr, {}, where, exercise, HINT_UPDATE, dtype)

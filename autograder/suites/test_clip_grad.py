@@ -1,0 +1,207 @@
+"""Hidden tests of ``clip_grad(params, theta)`` (EXERCISES.md §5): clipping by the global L2 norm
+of all gradients, in place, returning the norm before clipping.
+
+Runs through the ``clip_grad`` harness (see ``autograder/client.py``): before each step every
+``p.grad`` is set to a fresh copy of that step's gradient, then ``clip_grad(params, theta)`` is
+called. The expected gradients follow the contract, ``g * theta / ||g||`` when ``||g|| > theta``,
+with the norm from ``torch.nn.utils.get_total_norm``. (``torch.nn.utils.clip_grad_norm_`` divides by
+``||g|| + 1e-6`` instead, which differs from the contract by more than float64's tolerance.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from autograder.compare import (expect, expect_close, expect_equal, expect_like, expect_scalar_close, matches,
+                                tolerance_for)
+from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices
+
+EXERCISE = "clip_grad"
+
+#: Parameter shapes: a matrix, a vector, a 3-D tensor, a single element.
+SHAPES = ((3, 4), (5,), (2, 3, 2), (1,))
+#: theta relative to the gradients' norm when clipping must happen, and when it must not.
+CLIP_RATIO = (0.2, 0.7)
+NO_CLIP_RATIO = (1.3, 3.0)
+#: Gradient scales of the trajectory's steps relative to theta: far below, just below, just above,
+#: far above, tiny, huge.
+TRAJECTORY_SCALES = (0.05, 0.9, 1.1, 20.0, 1e-9, 1e6)
+
+HINT_CLIP = ("compute the global norm over all gradients, ||g|| = sqrt(sum over parameters of (p.grad ** 2).sum()), "
+             "and if ||g|| > theta multiply every p.grad by theta / ||g|| in place (p.grad.mul_(...) or "
+             "p.grad[:] *= ...)")
+HINT_SMALL = ("clip only when ||g|| > theta; otherwise leave every gradient exactly as it is (multiplying by "
+              "theta / ||g|| > 1 would enlarge it)")
+HINT_NORM = "return the global norm computed before clipping (a Python float or a 0-d tensor)"
+HINT_IN_PLACE = ("modify each p.grad in place (p.grad.mul_(factor) or p.grad[:] *= factor); p.grad = p.grad * factor "
+                 "binds a new tensor and code holding the old gradient never sees the clipped values")
+HINT_NONE = "skip parameters whose .grad is None: leave them None and leave them out of the norm"
+
+
+def _params(rng: torch.Generator, shapes=SHAPES) -> list[torch.Tensor]:
+    return [normal(rng, *shape) for shape in shapes]
+
+
+def _global_norm(grads: list[torch.Tensor | None]) -> float:
+    present = [g.to(FLOAT64) for g in grads if g is not None]
+    return float(torch.nn.utils.get_total_norm(present, norm_type=2.0))
+
+
+def _clipped(grads: list[torch.Tensor | None], theta: float) -> list[torch.Tensor | None]:
+    """The contract: g * theta / ||g|| when ||g|| > theta, else g unchanged (in float64)."""
+    norm = _global_norm(grads)
+    if norm <= theta:
+        return [None if g is None else g.clone() for g in grads]
+    return [None if g is None else g.to(FLOAT64) * (theta / norm) for g in grads]
+
+
+def _step_mistakes(grads: list[torch.Tensor | None], theta: float) -> dict[str, list[torch.Tensor | None]]:
+    """What typical wrong clippings make of one step's gradients (float64), by mistake."""
+    present = [g.to(FLOAT64) if g is not None else None for g in grads]
+    norm = _global_norm(grads)
+
+    def each(fn):
+        return [None if g is None else fn(g) for g in present]
+
+    if norm <= theta:
+        return {"the gradients scaled by theta / ||g|| although ||g|| <= theta: " + HINT_SMALL:
+                each(lambda g: g * (theta / norm))}
+    return {
+        "the gradients left unchanged: " + HINT_IN_PLACE: each(lambda g: g),
+        "each gradient clipped by its own norm instead of the global norm of all gradients together":
+            each(lambda g: g * (theta / float(g.norm())) if float(g.norm()) > theta else g),
+        "the gradients scaled by ||g|| / theta (the ratio inverted)": each(lambda g: g * (norm / theta)),
+        "the gradients scaled by theta / ||g||^2 (the squared norm, the square root is missing)":
+            each(lambda g: g * (theta / norm**2)),
+    }
+
+
+def _run(student, params, steps, theta, device, dtype=FLOAT64):
+    args = {"params": [p.to(dtype) for p in params],
+            "steps": [[None if g is None else g.to(dtype) for g in step] for step in steps], "theta": theta}
+    return run_on(student, "clip_grad", EXERCISE, args, device)
+
+
+def _expect_step(result, steps, theta, step, device, exercise, hint, dtype=FLOAT64):
+    grads = steps[step]
+    expected = _clipped(grads, theta)
+    after = result["grads"][step]
+    tol = tolerance_for(dtype, exercise)
+    # a mistake is named only when it explains every gradient of the step
+    mistakes = {description: candidates for description, candidates in _step_mistakes(grads, theta).items()
+                if all(want is None or matches(got, candidate, tol)
+                       for got, candidate, want in zip(after, candidates, expected))}
+    for index, want in enumerate(expected):
+        quantity = f"p.grad of parameter {index} after step {step + 1}"
+        if want is None:
+            expect(after[index] is None, f"{quantity}: expected None (the parameter had no gradient), got a value",
+                   hint=HINT_NONE)
+            continue
+        expect(after[index] is not None, f"{quantity}: None after the call; the (clipped) gradient must stay in p.grad",
+               hint=hint)
+        named = {description: candidates[index] for description, candidates in mistakes.items()}
+        if _global_norm(grads) <= theta:
+            expect_equal(after[index], want.to(device, dtype), quantity=quantity, hint=hint, mistakes=named)
+        else:
+            expect_close(after[index], want.to(device, dtype), quantity=quantity, exercise=exercise, hint=hint,
+                         mistakes=named)
+
+
+def _expect_norm(result, steps, theta, step, exercise, dtype=FLOAT64):
+    grads = steps[step]
+    norm = _global_norm(grads)
+    expect_scalar_close(result["returned"][step], norm, quantity=f"returned value of step {step + 1}",
+                        exercise=exercise, dtype=dtype, hint=HINT_NORM, mistakes={
+                            "the norm after clipping (theta): return the norm computed before clipping":
+                                min(theta, norm),
+                            "the squared norm (the square root is missing)": norm**2,
+                            "the clipping factor theta / ||g|| instead of the norm": theta / norm,
+                        })
+
+
+def _scaled_grads(rng: torch.Generator, params: list[torch.Tensor], target_norm: float) -> list[torch.Tensor]:
+    grads = [normal(rng, *p.shape) for p in params]
+    norm = _global_norm(grads)
+    return [g * (target_norm / norm) for g in grads]
+
+
+def test_clips_large(student, rng, device, exercise):
+    params = _params(rng)
+    steps = [[normal(rng, *p.shape, scale=3.0) for p in params]]
+    theta = _global_norm(steps[0]) * number(rng, *CLIP_RATIO)
+    result = _run(student, params, steps, theta, device)
+    _expect_step(result, steps, theta, 0, device, exercise, HINT_CLIP)
+
+
+def test_leaves_small(student, rng, device, exercise):
+    params = _params(rng)
+    steps = [[normal(rng, *p.shape, scale=3.0) for p in params]]
+    theta = _global_norm(steps[0]) * number(rng, *NO_CLIP_RATIO)
+    result = _run(student, params, steps, theta, device)
+    _expect_step(result, steps, theta, 0, device, exercise, HINT_SMALL)
+
+
+def test_returns_norm(student, rng, device, exercise):
+    params = _params(rng)
+    theta = number(rng, 0.5, 2.0)
+    steps = [_scaled_grads(rng, params, theta / number(rng, *CLIP_RATIO)),
+             _scaled_grads(rng, params, theta / number(rng, *NO_CLIP_RATIO))]
+    result = _run(student, params, steps, theta, device)
+    for step in range(len(steps)):
+        _expect_norm(result, steps, theta, step, exercise)
+
+
+def test_skips_none(student, rng, device, exercise):
+    params = _params(rng)
+    theta = number(rng, 0.5, 2.0)
+    steps = []
+    for ratio in (CLIP_RATIO, NO_CLIP_RATIO):
+        grads = _scaled_grads(rng, params, theta / number(rng, *ratio))
+        steps.append([g if i % 2 == 0 else None for i, g in enumerate(grads)])
+    result = _run(student, params, steps, theta, device)
+    for step in range(len(steps)):
+        _expect_step(result, steps, theta, step, device, exercise, HINT_NONE)
+        _expect_norm(result, steps, theta, step, exercise)
+
+
+def test_in_place(student, rng, device, exercise):
+    params = _params(rng)
+    theta = number(rng, 0.5, 2.0)
+    steps = [_scaled_grads(rng, params, theta / number(rng, *CLIP_RATIO)),
+             _scaled_grads(rng, params, theta / number(rng, *NO_CLIP_RATIO))]
+    result = _run(student, params, steps, theta, device)
+    for step, same in enumerate(result["same_grad_objects"]):
+        expect(same is True, f"after step {step + 1} ({'clipping' if step == 0 else 'no clipping'}), p.grad is not "
+               "the tensor it was before the call", hint=HINT_IN_PLACE)
+    for index, (before, after) in enumerate(zip(params, result["params_after"])):
+        expect_equal(after, before.to(device), quantity=f"parameter {index} itself after the calls",
+                     hint="clip_grad changes the gradients (p.grad), never the parameters")
+    _expect_step(result, steps, theta, 0, device, exercise, HINT_IN_PLACE)
+
+
+def test_trajectory(student, rng, device, exercise):
+    params = _params(rng)
+    theta = number(rng, 0.5, 2.0)
+    steps = [_scaled_grads(rng, params, theta * scale) for scale in TRAJECTORY_SCALES]
+    result = _run(student, params, steps, theta, device)
+    for step, scale in enumerate(TRAJECTORY_SCALES):
+        _expect_step(result, steps, theta, step, device, exercise, HINT_SMALL if scale < 1 else HINT_CLIP)
+        _expect_norm(result, steps, theta, step, exercise)
+
+
+def test_device(student, rng, device, propagation_devices, exercise):
+    for where in state_devices(device, propagation_devices):
+        for dtype in (FLOAT32, FLOAT64):
+            params = [p.to(dtype) for p in _params(rng)]
+            theta = number(rng, 0.5, 2.0)
+            steps = [[g.to(dtype) for g in _scaled_grads(rng, params, theta / number(rng, *CLIP_RATIO))],
+                     [g.to(dtype) for g in _scaled_grads(rng, params, theta / number(rng, *NO_CLIP_RATIO))]]
+            result = _run(student, params, steps, theta, where, dtype)
+            if result is None:
+                continue
+            for step in range(len(steps)):
+                for index, g in enumerate(result["grads"][step]):
+                    expect_like(g, shape=params[index].shape, dtype=dtype, device=where,
+                                quantity=f"p.grad of {dtype_text(dtype)} parameter {index} on {where} after step {step + 1}")
+                _expect_step(result, steps, theta, step, where, exercise, HINT_CLIP, dtype)
+                _expect_norm(result, steps, theta, step, exercise, dtype)

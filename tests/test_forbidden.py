@@ -1,0 +1,851 @@
+"""Forbidden-call detection: the static scan, the runtime recorders, and their agreement with the
+registry and EXERCISES.md.
+
+Every forbidden routine of every exercise is used by a student snippet in several ways (directly,
+through aliases, getattr/importlib, a helper, a module-level alias, a Tensor method, torch.ops.aten);
+each must be caught by the static scan and, when the snippet runs, by the runtime recorders (run
+in-process here: they are plain torch code). Valid code must never be flagged: false positives are
+worse than misses.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import reference
+from autograder import forbidden as fb
+from autograder.registry import BY_NAME, EXERCISES
+from autograder.static_scan import DYNAMIC_ATTRIBUTE, DYNAMIC_CODE, DYNAMIC_IMPORT, TAMPERING, scan
+from autograder.worker.recorders import Recorder, routine_of
+from torch.overrides import _get_current_function_mode_stack
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+EXERCISES_MD = Path(__file__).resolve().parents[2] / "shared" / "EXERCISES.md"
+CHECKED = [e for e in EXERCISES if e.forbidden]
+
+
+# -- inputs for running student code ---------------------------------------------------------------
+
+
+def _grads(*shapes):
+    params = [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p) * 10
+    return params
+
+
+def make_args(exercise: str, device: str = "cpu") -> dict:
+    g = torch.Generator().manual_seed(0)
+
+    def t(*shape, grad=True):
+        x = torch.randn(*shape, dtype=torch.float64, generator=g).to(device)
+        return x.requires_grad_(grad)
+
+    if exercise == "softmax":
+        return {"X": t(3, 5)}
+    if exercise == "cross_entropy":
+        y_hat = torch.softmax(torch.randn(4, 3, dtype=torch.float64, generator=g), -1).to(device)
+        return {"y_hat": y_hat.requires_grad_(), "y": torch.tensor([0, 2, 1, 0], device=device)}
+    if exercise == "dropout":
+        return {"X": t(4, 5), "drop_prob": 0.3}
+    if exercise == "corr2d":
+        return {"X": t(5, 6), "K": t(2, 3)}
+    if exercise == "clip_grad":
+        params = [t(3, grad=False), t(2, 2, grad=False)]
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g).to(device) * 10
+        return {"params": params, "theta": 1.0}
+    if exercise == "adam_step":
+        params = [t(3, grad=False), t(2, 2, grad=False)]
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g).to(device)
+        return {"params": params, "states": [(torch.zeros_like(p), torch.zeros_like(p)) for p in params], "lr": 0.1, "t": 1}
+    if exercise == "self_attention":
+        mask = torch.tril(torch.ones(3, 3, dtype=torch.bool, device=device))
+        return {"X": t(2, 3, 4), "W_q": t(4, 4), "W_k": t(4, 4), "W_v": t(4, 4), "mask": mask}
+    raise KeyError(exercise)
+
+
+def new_recorder(exercise) -> Recorder:
+    recorder = Recorder(fb.patterns_for(exercise), fb.aten_for(exercise), fb.sentinels_for(exercise))
+    recorder.install()
+    return recorder
+
+
+def run_recorded(exercise: str, code: str, device: str = "cpu"):
+    """Run a student's code the way the worker does: recorders installed first, then the cells
+    executed, then the graded function called (and differentiated) inside ``recording()``.
+
+    Returns (forbidden names of the hits, tampering notes, output)."""
+    recorder = new_recorder(exercise)
+    namespace: dict = {"__name__": "student"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(code, "<student>", "exec"), namespace)
+        args = make_args(exercise, device)
+        with recorder.recording():
+            out = namespace[exercise](**args)
+            first = out[0] if isinstance(out, tuple) else out
+            if isinstance(first, torch.Tensor) and first.requires_grad:
+                first.sum().backward()
+    names = {fb.name_for(exercise, hit) for hit in recorder.hits()}
+    return names, recorder.tampered(), out
+
+
+def static_calls(code: str | list[str], exercise: str) -> set[str]:
+    cells = [code] if isinstance(code, str) else code
+    return {f.call for f in scan(cells, exercise, BY_NAME[exercise].forbidden)}
+
+
+# -- the routes: every forbidden name, reached in every way a student might -------------------------
+
+SIGNATURES = {e.name: e.signature for e in EXERCISES}
+
+#: Forbidden name -> how a student would use it ("{f}" is the routine, however it was obtained).
+USAGE = {
+    "softmax": {
+        "torch.softmax": "{f}(X, -1)",
+        "torch.nn.functional.softmax": "{f}(X, dim=-1)",
+        "torch.special.softmax": "{f}(X, -1)",
+        "torch.nn.Softmax": "{f}(dim=-1)(X)",
+        "torch.log_softmax": "{f}(X, -1).exp()",
+    },
+    "cross_entropy": {
+        "torch.nn.functional.cross_entropy": "{f}(torch.log(y_hat), y, reduction='none')",
+        "torch.nn.functional.nll_loss": "{f}(torch.log(y_hat), y, reduction='none')",
+        "torch.nn.CrossEntropyLoss": "{f}(reduction='none')(torch.log(y_hat), y)",
+        "torch.nn.NLLLoss": "{f}(reduction='none')(torch.log(y_hat), y)",
+    },
+    "dropout": {
+        "torch.nn.functional.dropout": "{f}(X, drop_prob)",
+        "torch.dropout": "{f}(X, drop_prob, True)",
+        "torch.nn.Dropout": "{f}(drop_prob)(X)",
+    },
+    "corr2d": {
+        "torch.nn.functional.conv2d": "{f}(X[None, None], K[None, None])[0, 0]",
+        "torch.conv2d": "{f}(X[None, None], K[None, None])[0, 0]",
+        "torch.nn.Conv2d": "{f}(1, 1, tuple(K.shape), bias=False, dtype=X.dtype)(X[None, None])[0, 0]",
+        "torch.convolution": "{f}(X[None, None], K[None, None], None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[0, 0]",
+    },
+    "clip_grad": {
+        "torch.nn.utils.clip_grad_norm_": "{f}(params, theta)",
+        "torch.nn.utils.clip_grad_norm": "{f}(params, theta)",
+        "torch.nn.utils.clip_grad_value_": "{f}(params, theta)",
+        "torch.nn.utils.get_total_norm": "{f}([p.grad for p in params if p.grad is not None])",
+        "torch.nn.utils.clip_grads_with_norm_": "{f}(params, theta, torch.tensor(5.0, dtype=torch.float64))",
+    },
+    "adam_step": {
+        "torch.optim.Adam": "{f}(params, lr=lr).step()",
+        "torch.optim.AdamW": "{f}(params, lr=lr, weight_decay=0.0).step()",
+        "torch.optim._functional.adam": (
+            "{f}(list(params), [p.grad for p in params], [v for v, s in states], [s for v, s in states], [],"
+            " [torch.tensor(float(t - 1)) for p in params], amsgrad=False, beta1=beta1, beta2=beta2, lr=lr,"
+            " weight_decay=0.0, eps=eps, maximize=False)"
+        ),
+        "torch._fused_adam_": (
+            "{f}(list(params), [p.grad for p in params], [v for v, s in states], [s for v, s in states], [],"
+            " [torch.tensor(float(t)) for p in params], lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,"
+            " eps=eps, amsgrad=False, maximize=False)"
+        ),
+    },
+    "self_attention": {
+        "torch.nn.functional.scaled_dot_product_attention": "{f}(X @ W_q, X @ W_k, X @ W_v, attn_mask=mask)",
+        "torch.nn.MultiheadAttention": "{f}(X.shape[-1], 1, batch_first=True, dtype=X.dtype)(X, X, X)[0]",
+        "torch.nn.functional.multi_head_attention_forward": (
+            "{f}(X.transpose(0, 1), X.transpose(0, 1), X.transpose(0, 1), X.shape[-1], 1,"
+            " torch.cat([W_q, W_k, W_v], 1).T.contiguous(), None, None, None, False, 0.0,"
+            " torch.eye(X.shape[-1], dtype=X.dtype), None, need_weights=False)[0].transpose(0, 1)"
+        ),
+    },
+}
+
+#: Tensor methods and dispatcher operators, written out per exercise: (forbidden name, body).
+EXTRA_ROUTES = {
+    "softmax": [
+        ("Tensor.softmax", "X.softmax(-1)"),
+        ("Tensor.softmax", "X.softmax(dim=-1)"),
+        ("Tensor.softmax", "(X * 1.0).softmax(-1)"),
+        ("Tensor.softmax", "getattr(X, 'soft' + 'max')(-1)"),
+        ("Tensor.softmax", "torch.Tensor.softmax(X, -1)"),
+        ("Tensor.softmax", "type(X).softmax(X, -1)"),
+        ("torch.log_softmax", "X.log_softmax(-1).exp()"),
+        ("torch.log_softmax", "torch.nn.functional.log_softmax(X, -1).exp()"),
+        ("torch.log_softmax", "torch.special.log_softmax(X, -1).exp()"),
+        ("torch.log_softmax", "torch.nn.LogSoftmax(dim=-1)(X).exp()"),
+        ("torch.softmax", "torch.ops.aten._softmax(X, -1, False)"),
+        ("torch.softmax", "torch.ops.aten._softmax.default(X, -1, False)"),
+        ("torch.softmax", "torch._softmax(X, -1, False)"),
+        ("torch.softmax", "torch.nn.functional.softmin(-X, -1)"),
+        ("torch.nn.Softmax", "torch.nn.modules.activation.Softmax(dim=-1)(X)"),
+        ("torch.softmax", "torch.torch.softmax(X, -1)"),
+        ("torch.softmax", "vars(torch)['softmax'](X, -1)"),
+        ("torch.softmax", "sys.modules['torch'].softmax(X, -1)"),
+        ("torch.softmax", "getattr(torch, ''.join(['so', 'ft', 'max']))(X, -1)"),
+        ("torch.softmax", "getattr(torch, 'xamtfos'[::-1])(X, -1)"),
+        ("torch.softmax", "getattr(torch, 'SOFTMAX'.lower())(X, -1)"),
+        ("torch.softmax", "getattr(torch, '{}max'.format('soft'))(X, -1)"),
+        ("torch.nn.functional.softmax", "__import__('torch').nn.functional.softmax(X, -1)"),
+        ("torch.nn.functional.softmax", "__import__('torch.nn.functional', fromlist=['softmax']).softmax(X, -1)"),
+    ],
+    "cross_entropy": [
+        ("torch.nn.functional.nll_loss", "torch.ops.aten.nll_loss(torch.log(y_hat), y, None, 0, -100)"),
+        ("torch.nn.CrossEntropyLoss", "torch.nn.modules.loss.CrossEntropyLoss(reduction='none')(torch.log(y_hat), y)"),
+    ],
+    "dropout": [
+        ("torch.nn.functional.dropout", "torch.ops.aten.native_dropout(X, drop_prob, True)[0]"),
+        ("torch.nn.functional.dropout", "torch.native_dropout(X, drop_prob, True)[0]"),
+        ("torch.nn.functional.dropout", "torch.nn.functional.dropout1d(X, drop_prob)"),
+        ("torch.nn.functional.dropout", "torch.nn.functional.dropout2d(X[None], drop_prob)[0]"),
+        ("torch.nn.functional.dropout", "torch.nn.functional.alpha_dropout(X, drop_prob, training=True)"),
+        ("torch.nn.functional.dropout", "torch.nn.functional.feature_alpha_dropout(X[None], drop_prob, training=True)[0]"),
+        ("torch.nn.Dropout", "torch.nn.AlphaDropout(drop_prob)(X)"),
+    ],
+    "corr2d": [
+        ("torch.convolution", "torch.ops.aten.convolution(X[None, None], K[None, None], None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[0, 0]"),
+        ("torch.conv2d", "torch.ops.aten.conv2d(X[None, None], K[None, None])[0, 0]"),
+        ("torch.nn.functional.conv2d", "torch.nn.functional.conv1d(X[:, None], K[None, None, 0])[:, 0]"),
+        ("torch.nn.functional.conv2d", "torch.nn.functional.conv_transpose2d(X[None, None], K[None, None])[0, 0]"),
+        ("torch.convolution", "torch._convolution(X[None, None], K[None, None], None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, False, False, True, True)[0, 0]"),
+    ],
+    "clip_grad": [
+        ("torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad.clip_grad_norm_(params, theta)"),
+        ("torch.nn.utils.get_total_norm", "sys.modules['torch.nn.utils.clip_grad']._get_total_norm([p.grad for p in params])"),
+    ],
+    "adam_step": [
+        ("torch.optim.Adam", "torch.optim.Adam(params, lr=lr, foreach=True).step()"),
+        ("torch.optim.Adam", "torch.optim.Adam(params, lr=lr, fused=True).step()"),
+        ("torch._fused_adam_", "torch.ops.aten._fused_adam_(list(params), [p.grad for p in params], [v for v, s in states], [s for v, s in states], [], [torch.tensor(float(t)) for p in params], lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)"),
+    ],
+    "self_attention": [
+        ("torch.nn.functional.scaled_dot_product_attention", "torch.ops.aten.scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v, mask)"),
+        ("torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v, attn_mask=mask)"),
+    ],
+}
+
+
+def _split(path: str) -> tuple[str, str]:
+    module, attribute = path.rsplit(".", 1)
+    return module, attribute
+
+
+def variants(path: str, usage: str) -> dict[str, tuple[str, str]]:
+    """Ways of reaching ``path``: variant -> (module-level prelude, the expression for ``{f}``)."""
+    module, attribute = _split(path)
+    half = max(1, len(attribute) // 2)
+    return {
+        "direct": ("", path),
+        "module alias": (f"import {module} as _m\n", f"_m.{attribute}"),
+        "from import": (f"from {module} import {attribute} as _f\n", "_f"),
+        "getattr importlib": ("import importlib\n", f"getattr(importlib.import_module('{module}'), '{attribute[:half]}' + '{attribute[half:]}')"),
+        "getattr fstring": (f"_NAME = '{attribute[half:]}'\n", f"getattr({module}, f'{attribute[:half]}{{_NAME}}')"),
+        "module-level alias": (f"_f = {path}\n", "_f"),
+        "helper": ("def _helper(*args, **kwargs):\n    return " + path + "(*args, **kwargs)\n", "_helper"),
+        "class helper": ("class _Ops:\n    @staticmethod\n    def go(*args, **kwargs):\n        return " + path + "(*args, **kwargs)\n", "_Ops.go"),
+        "lambda": (f"_g = lambda *args, **kwargs: {path}(*args, **kwargs)\n", "_g"),
+    }
+
+
+PRELUDE = "import math\nimport sys\nimport torch\nimport torch.nn.functional as F\n"
+
+
+def student_code(exercise: str, prelude: str, body: str) -> str:
+    return (
+        PRELUDE
+        + prelude
+        + f"\ndef {exercise}({SIGNATURES[exercise]}):\n    return {body}\n"
+    )
+
+
+ROUTES = [
+    pytest.param(exercise, name, student_code(exercise, prelude, usage.format(f=expression)), id=f"{exercise}-{name}-{variant}")
+    for exercise, usages in USAGE.items()
+    for name, usage in usages.items()
+    for variant, (prelude, expression) in variants(name, usage).items()
+] + [
+    pytest.param(exercise, name, student_code(exercise, "", body), id=f"{exercise}-{name}-{body[:40]}")
+    for exercise, routes in EXTRA_ROUTES.items()
+    for name, body in routes
+]
+
+
+def test_every_forbidden_name_has_routes():
+    for exercise in CHECKED:
+        assert set(USAGE[exercise.name]) | {n for n, _ in EXTRA_ROUTES.get(exercise.name, [])} == {
+            f.name for f in exercise.forbidden
+        }, exercise.name
+
+
+@pytest.mark.parametrize("exercise, name, code", ROUTES)
+def test_static_scan_catches(exercise, name, code):
+    assert name in static_calls(code, exercise), code
+
+
+@pytest.mark.parametrize("exercise, name, code", ROUTES)
+def test_runtime_recorders_catch(exercise, name, code):
+    names, tampered, _ = run_recorded(exercise, code)
+    assert names, f"no recorder saw the forbidden call in:\n{code}"
+    assert names <= {f.name for f in BY_NAME[exercise].forbidden}
+    assert tampered == []
+
+
+# -- more ways around the static scan ---------------------------------------------------------------
+
+TRICKS = {
+    "import as t": ["import torch as t\ndef softmax(X):\n    return t.nn.functional.softmax(X, -1)\n"],
+    "from torch.nn import functional": ["from torch.nn import functional as G\ndef softmax(X):\n    return G.softmax(X, dim=-1)\n"],
+    "module alias in another cell": ["import torch\nnnf = torch.nn.functional\n", "def softmax(X):\n    return nnf.softmax(X, -1)\n"],
+    "local alias": ["import torch\ndef softmax(X):\n    mod = torch.nn.functional\n    return mod.softmax(X, -1)\n"],
+    "local import": ["def softmax(X):\n    from torch import softmax as sm\n    return sm(X, -1)\n"],
+    "nested function": ["import torch\ndef softmax(X):\n    def inner(Z):\n        return Z.softmax(-1)\n    return inner(X)\n"],
+    "default argument": ["import torch\ndef softmax(X, f=torch.softmax):\n    return f(X, -1)\n"],
+    "decorator": ["import torch, functools\ndef softmax_wrapper(f):\n    return lambda X: torch.softmax(X, -1)\n@softmax_wrapper\ndef softmax(X):\n    return X\n"],
+    "class instance": ["import torch\nclass S:\n    def __call__(self, X):\n        return torch.nn.functional.softmax(X, -1)\nsoftmax = S()\n"],
+    "graded name is the routine": ["import torch\nsoftmax = torch.softmax\n"],
+    "graded name imported": ["from torch.nn.functional import softmax\n"],
+    "star import": ["from torch.nn.functional import *\ndef softmax(X):\n    return log_softmax(X, -1).exp()\n"],
+    "two-level helper": ["import torch\ndef a(X):\n    return b(X)\ndef b(X):\n    return X.softmax(-1)\n", "def softmax(X):\n    return a(X)\n"],
+    "exec at top level": ["exec('def softmax(X):\\n    return X.softmax(-1)\\n')\n"],
+    "constant through a name": ["import torch\nNAME = 'soft' 'max'\ndef softmax(X):\n    return getattr(torch, NAME)(X, -1)\n"],
+    "operator.attrgetter": ["import operator, torch\ndef softmax(X):\n    return operator.attrgetter('nn.functional.softmax')(torch)(X, -1)\n"],
+    "operator.methodcaller": ["import operator\ndef softmax(X):\n    return operator.methodcaller('softmax', -1)(X)\n"],
+    "setup cell not scanned": ["def softmax(X):\n    return F.softmax(X, -1)\n"],
+    "conditional alias": ["import torch\nif True:\n    sm = torch.softmax\nelse:\n    sm = None\ndef softmax(X):\n    return sm(X, -1)\n"],
+    "redefined, last one wins": ["def softmax(X):\n    return X.exp() / X.exp().sum(-1, keepdim=True)\n", "def softmax(X):\n    return X.softmax(-1)\n"],
+}
+
+
+@pytest.mark.parametrize("cells", list(TRICKS.values()), ids=list(TRICKS))
+def test_static_scan_resolves(cells):
+    assert static_calls(cells, "softmax") & {f.name for f in BY_NAME["softmax"].forbidden}
+
+
+def test_dynamic_access_counts_inside_the_graded_code():
+    dynamic_getattr = "import torch\ndef softmax(X, name='soft'):\n    return getattr(torch, name + input())(X, -1)\n"
+    assert static_calls(dynamic_getattr, "softmax") == {DYNAMIC_ATTRIBUTE}
+    dynamic_vars = "import torch\ndef softmax(X):\n    return vars(torch.nn.functional)[X.name](X, -1)\n"
+    assert static_calls(dynamic_vars, "softmax") == {DYNAMIC_ATTRIBUTE}
+    dynamic_import = "import importlib\ndef softmax(X):\n    return importlib.import_module(X.mod).softmax(X, -1)\n"
+    assert DYNAMIC_IMPORT in static_calls(dynamic_import, "softmax")
+    evaluated = "import torch\ndef softmax(X):\n    return eval('tor' + 'ch.softmax(X, -1)')\n"
+    assert static_calls(evaluated, "softmax") == {DYNAMIC_CODE, "torch.softmax"}
+    opaque = "def softmax(X):\n    return exec(X.code)\n"
+    assert static_calls(opaque, "softmax") == {DYNAMIC_CODE}
+
+
+def test_dynamic_access_outside_the_graded_code_is_not_a_violation():
+    cells = [
+        "import torch\nfor name in ['exp', 'log']:\n    print(getattr(torch, name))\nprint(eval('1 + 1'))\n",
+        "def softmax(X):\n    e = (X - X.amax(-1, keepdim=True)).exp()\n    return e / e.sum(-1, keepdim=True)\n",
+    ]
+    assert static_calls(cells, "softmax") == set()
+    # getattr on a tensor (not torch) with a computed name cannot be checked statically: the
+    # runtime recorders do that.
+    assert static_calls("def softmax(X, m='exp'):\n    e = getattr(X, m)()\n    return e / e.sum(-1, keepdim=True)\n", "softmax") == set()
+
+
+def test_findings_carry_evidence():
+    cells = ["import torch\n", "import torch.nn.functional as F\n\ndef softmax(X):\n    Z = X - X.max()\n    return F.softmax(Z, dim=-1)  # " + "x" * 100 + "\n"]
+    [finding] = scan(cells, "softmax", BY_NAME["softmax"].forbidden)
+    assert (finding.call, finding.cell, finding.line) == ("torch.nn.functional.softmax", 1, 5)
+    assert finding.evidence == "F.softmax(Z, dim=-1)"
+    long = "import torch\ndef softmax(X):\n    return torch.softmax(X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X + X, -1)\n"
+    [finding] = scan([long], "softmax", BY_NAME["softmax"].forbidden)
+    assert len(finding.evidence) <= 80 and finding.evidence.startswith("torch.softmax(")
+
+
+def test_unparsable_cells_are_skipped():
+    cells = ["def softmax(X:\n", "%%time\n", "import torch\ndef softmax(X):\n    return torch.softmax(X, -1)\n"]
+    assert [(f.call, f.cell) for f in scan(cells, "softmax", BY_NAME["softmax"].forbidden)] == [("torch.softmax", 2)]
+
+
+def test_nothing_forbidden_nothing_to_scan():
+    code = "import torch\ndef q_learning_update(Q, s, a, r, s_next, done, alpha, gamma):\n    return eval('0.0')\n"
+    assert scan([code], "q_learning_update", BY_NAME["q_learning_update"].forbidden) == []
+
+
+def test_scan_survives_hostile_code():
+    deep = "def softmax(X):\n    return " + "(" * 150 + "X" + ")" * 150 + "\n"
+    cyclic = "a = a + 'x'\nb = c\nc = b\ndef softmax(X):\n    return getattr(X, a)(b)\n"
+    chain = "import torch\ndef softmax(X):\n    return X" + ".exp()" * 400 + "\n"
+    explode = "s0 = 'a'\n" + "".join(f"s{i} = s{i - 1} + s{i - 1}\n" for i in range(1, 40)) + "import torch\ndef softmax(X):\n    return getattr(torch, s39)(X)\n"
+    for code in (deep, cyclic, chain, explode):
+        scan([code], "softmax", BY_NAME["softmax"].forbidden)  # terminates, no exception
+
+
+# -- valid code is never flagged ---------------------------------------------------------------------
+
+ALLOWED = {
+    "softmax": [
+        "def softmax(X):\n    X = X - X.max(dim=-1, keepdim=True).values\n    e = torch.exp(X)\n    return e / e.sum(-1, keepdim=True)\n",
+        "def softmax(X):\n    return torch.exp(X - torch.logsumexp(X, -1, keepdim=True))\n",
+        "def softmax(X):\n    F = (X - X.amax(-1, keepdim=True)).exp()  # shadows the module alias\n    return F / F.sum(-1, keepdim=True)\n",
+        "class Ops:\n    def softmax(self, X):\n        e = (X - X.amax(-1, keepdim=True)).exp()\n        return e / e.sum(-1, keepdim=True)\nops = Ops()\n"
+        "def softmax(X):\n    return ops.softmax(X)\n",
+        "torch.backends.cudnn.benchmark = False\ndef softmax(X):\n    m = X.amax(-1, keepdim=True)\n    return (X - m).exp() / (X - m).exp().sum(-1, keepdim=True)\n",
+    ],
+    "cross_entropy": [
+        "def cross_entropy(y_hat, y):\n    return -torch.log(y_hat[range(len(y_hat)), y])\n",
+        "def cross_entropy(y_hat, y):\n    return -torch.gather(y_hat, 1, y.unsqueeze(1)).squeeze(1).log()\n",
+        "def cross_entropy(y_hat, y):\n    one_hot = F.one_hot(y, y_hat.shape[1]).to(y_hat.dtype)\n    return -(one_hot * torch.log(y_hat)).sum(1)\n",
+    ],
+    "dropout": [
+        "def dropout(X, drop_prob):\n    assert 0 <= drop_prob <= 1\n    if drop_prob == 1:\n        return torch.zeros_like(X)\n    mask = torch.bernoulli(torch.full_like(X, 1 - drop_prob))\n    return mask * X / (1 - drop_prob)\n",
+        "def dropout(X, drop_prob):\n    mask = (torch.rand(X.shape, device=X.device) > drop_prob).float()\n    return mask * X / (1.0 - drop_prob)\n",
+        "def dropout(X, drop_prob):\n    keep = torch.empty_like(X).bernoulli_(1 - drop_prob)\n    return X * keep / (1 - drop_prob)\n",
+    ],
+    "corr2d": [
+        "def corr2d(X, K):\n    kh, kw = K.shape\n    return torch.einsum('ijab,ab->ij', X.unfold(0, kh, 1).unfold(1, kw, 1), K)\n",
+        "def corr2d(X, K):\n    kh, kw = K.shape\n    cols = F.unfold(X[None, None], (kh, kw))\n    return (K.reshape(1, -1) @ cols[0]).reshape(X.shape[0] - kh + 1, X.shape[1] - kw + 1)\n",
+        "def corr2d(X, K):\n    h, w = K.shape\n    Y = torch.zeros((X.shape[0] - h + 1, X.shape[1] - w + 1), dtype=X.dtype)\n    for i in range(Y.shape[0]):\n        for j in range(Y.shape[1]):\n            Y[i, j] = (X[i:i + h, j:j + w] * K).sum()\n    return Y\n",
+        "def corr2d(X, K):\n    kh, kw = K.shape\n    windows = X.unfold(0, kh, 1).unfold(1, kw, 1)\n    return torch.matmul(windows.reshape(*windows.shape[:2], -1), K.reshape(-1))\n",
+    ],
+    "clip_grad": [
+        "def clip_grad(params, theta):\n    grads = [p.grad for p in params if p.grad is not None]\n    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))\n    if norm > theta:\n        for g in grads:\n            g *= theta / norm\n    return norm\n",
+        "def clip_grad(params, theta):\n    norm = torch.norm(torch.cat([p.grad.flatten() for p in params]))\n    for p in params:\n        p.grad.mul_(torch.clamp(theta / norm, max=1.0))\n    return norm\n",
+    ],
+    "adam_step": [
+        "def adam_step(params, states, lr, t, beta1=0.9, beta2=0.999, eps=1e-8):\n    with torch.no_grad():\n        for p, (v, s) in zip(params, states):\n            v[:] = beta1 * v + (1 - beta1) * p.grad\n            s[:] = beta2 * s + (1 - beta2) * p.grad ** 2\n            p -= lr * (v / (1 - beta1 ** t)) / (torch.sqrt(s / (1 - beta2 ** t)) + eps)\n",
+        "def adam_step(params, states, lr, t, beta1=0.9, beta2=0.999, eps=1e-8):\n    vs, ss = [v for v, _ in states], [s for _, s in states]\n    grads = [p.grad for p in params]\n    torch._foreach_mul_(vs, beta1)\n    torch._foreach_add_(vs, grads, alpha=1 - beta1)\n    torch._foreach_mul_(ss, beta2)\n    torch._foreach_addcmul_(ss, grads, grads, value=1 - beta2)\n    with torch.no_grad():\n        for p, v, s in zip(params, vs, ss):\n            p.sub_(lr * (v / (1 - beta1 ** t)) / ((s / (1 - beta2 ** t)).sqrt() + eps))\n",
+    ],
+    "self_attention": [
+        "def self_attention(X, W_q, W_k, W_v, mask=None):\n    Q, K, V = X @ W_q, X @ W_k, X @ W_v\n    S = Q @ K.transpose(-2, -1) / math.sqrt(K.shape[-1])\n    if mask is not None:\n        S = S.masked_fill(~mask, float('-inf'))\n    return torch.softmax(S, dim=-1) @ V\n",
+        "def self_attention(X, W_q, W_k, W_v, mask=None):\n    S = torch.bmm(X @ W_q, (X @ W_k).transpose(1, 2)) / (W_k.shape[1] ** 0.5)\n    if mask is not None:\n        S = S.masked_fill(~mask, -math.inf)\n    return F.softmax(S, -1) @ (X @ W_v)\n",
+        "def self_attention(X, W_q, W_k, W_v, mask=None):\n    S = torch.einsum('bid,bjd->bij', X @ W_q, X @ W_k) / math.sqrt(W_q.shape[1])\n    if mask is not None:\n        S = torch.where(mask, S, torch.tensor(float('-inf'), dtype=S.dtype))\n    return (S.softmax(-1)) @ (X @ W_v)\n",
+    ],
+}
+ALLOWED_CASES = [
+    pytest.param(exercise, code, id=f"{exercise}-{i}") for exercise, codes in ALLOWED.items() for i, code in enumerate(codes)
+]
+
+
+@pytest.mark.parametrize("exercise, code", ALLOWED_CASES)
+def test_allowed_code_is_not_flagged(exercise, code):
+    code = PRELUDE + code
+    assert static_calls(code, exercise) == set(), code
+    names, tampered, _ = run_recorded(exercise, code)
+    assert names == set() and tampered == [], code
+
+
+def _reference_cells(exercise: str) -> list[str]:
+    module = inspect.getmodule(getattr(reference, exercise))
+    source = inspect.getsource(module).replace("from .linear import softmax", "from reference.linear import softmax")
+    return [source]
+
+
+@pytest.mark.parametrize("exercise", [e.name for e in CHECKED])
+def test_reference_implementations_are_clean(exercise):
+    assert static_calls(_reference_cells(exercise), exercise) == set()
+    recorder = new_recorder(exercise)
+    args = make_args(exercise)
+    with recorder.recording():
+        out = getattr(reference, exercise)(**args)
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            out.sum().backward()
+    assert recorder.hits() == [] and recorder.tampered() == []
+
+
+def _fixture_functions():
+    directory = Path(__file__).resolve().parent / "fixtures" / "implementations"
+    for exercise in CHECKED:
+        if not (directory / f"{exercise.name}.py").exists():
+            continue
+        spec = importlib.util.spec_from_file_location(f"_implementations_{exercise.name}", directory / f"{exercise.name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name, function in vars(module).items():
+            if name.startswith("correct_") and inspect.isfunction(function):
+                yield pytest.param(exercise.name, function, id=f"{exercise.name}-{name}")
+
+
+@pytest.mark.parametrize("exercise, function", list(_fixture_functions()))
+def test_known_correct_implementations_are_clean(exercise, function):
+    source = textwrap.dedent(inspect.getsource(function))
+    source = re.sub(r"^def \w+\(", f"def {exercise}(", source, count=1, flags=re.M)
+    code = "import math\nimport torch\nimport numpy as np\n" + source
+    assert static_calls(code, exercise) == set(), source
+    names, tampered, _ = run_recorded(exercise, code)
+    assert names == set() and tampered == []
+
+
+def test_a_students_own_checks_at_top_level_are_not_violations():
+    cells = [
+        "import torch\nimport torch.nn.functional as F\n",
+        "def softmax(X):\n    e = (X - X.amax(-1, keepdim=True)).exp()\n    return e / e.sum(-1, keepdim=True)\n",
+        "X = torch.randn(2, 5)\nassert torch.allclose(softmax(X), F.softmax(X, dim=-1))\nprint(X.softmax(-1), torch.nn.Softmax(-1)(X))\n"
+        "def check():\n    return torch.allclose(softmax(X), torch.softmax(X, -1))\ncheck()\n",
+    ]
+    assert static_calls(cells, "softmax") == set()
+    # At run time too: forbidden calls made while the cells run (outside recording()) are not
+    # recorded, sentinels included.
+    recorder = new_recorder("softmax")
+    namespace: dict = {}
+    for cell in cells:
+        exec(cell, namespace)
+    with recorder.recording():
+        namespace["softmax"](torch.randn(2, 3))
+    assert recorder.hits() == []
+
+
+def test_torch_softmax_is_allowed_in_self_attention_and_is_a_helper_there():
+    cells = [
+        "import torch\nimport torch.nn.functional as F\n",
+        "def softmax(X):\n    return F.softmax(X, -1)\n",  # forbidden in the softmax exercise only
+        "def self_attention(X, W_q, W_k, W_v, mask=None):\n    S = (X @ W_q) @ (X @ W_k).transpose(1, 2)\n"
+        "    if mask is not None:\n        S = S.masked_fill(~mask, float('-inf'))\n    return softmax(S / W_q.shape[1] ** 0.5) @ (X @ W_v)\n",
+    ]
+    assert static_calls(cells, "self_attention") == set()
+    assert static_calls(cells, "softmax") == {"torch.nn.functional.softmax"}
+    names, tampered, _ = run_recorded("self_attention", "".join(cells))
+    assert names == set() and tampered == []
+
+
+# -- the recorders change nothing ---------------------------------------------------------------------
+
+
+def _outputs_and_grads(exercise, args):
+    out = getattr(reference, exercise)(**args)
+    if exercise == "clip_grad":
+        return [torch.as_tensor(out)] + [p.grad for p in args["params"]]
+    if exercise == "adam_step":
+        return list(args["params"]) + [x for pair in args["states"] for x in pair]
+    inputs = [a for a in args.values() if isinstance(a, torch.Tensor) and a.requires_grad]
+    return [out, *torch.autograd.grad(out, inputs, torch.ones_like(out))]
+
+
+@pytest.mark.parametrize("exercise", ["softmax", "cross_entropy", "corr2d", "self_attention", "clip_grad", "adam_step"])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_recording_is_transparent(exercise, device):
+    expected = _outputs_and_grads(exercise, make_args(exercise, device))
+    recorder = new_recorder(exercise)
+    with recorder.recording():
+        got = _outputs_and_grads(exercise, make_args(exercise, device))
+    assert recorder.hits() == [] and recorder.tampered() == []
+    for e, g in zip(expected, got, strict=True):
+        assert g.device.type == device and g.dtype == e.dtype and g.shape == e.shape
+        if device != "meta":
+            torch.testing.assert_close(g, e, rtol=0, atol=0)
+    assert _get_current_function_mode_stack() == [] and _get_current_dispatch_mode_stack() == []
+
+
+def test_dropout_randomness_is_untouched():
+    X = torch.randn(50, 50, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(3)
+    expected = reference.dropout(X, 0.4)
+    recorder = new_recorder("dropout")
+    torch.manual_seed(3)
+    with recorder.recording():
+        got = reference.dropout(X, 0.4)
+        got.sum().backward()
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert torch.equal(X.grad != 0, got != 0)
+
+
+def test_sentinels_call_through():
+    new_recorder("clip_grad")
+    new_recorder("adam_step")
+    new_recorder("softmax")
+    from torch.nn.utils import clip_grad_norm_  # after install: the wrapper
+
+    assert "max_norm" in inspect.signature(clip_grad_norm_).parameters
+    assert not hasattr(clip_grad_norm_, "__wrapped__")
+    params = _grads((3,), (4,))
+    norm = torch.linalg.vector_norm(torch.cat([p.grad for p in params]))
+    assert torch.isclose(clip_grad_norm_(params, 1.0), norm)
+    assert torch.isclose(torch.linalg.vector_norm(torch.cat([p.grad for p in params])), torch.tensor(1.0, dtype=torch.float64))
+    # torch.optim.Adam through the wrapped __init__/step equals the written-out update
+    p1 = _grads((5,))[0]
+    p2 = p1.detach().clone().requires_grad_()
+    p2.grad = p1.grad.clone()
+    torch.optim.Adam([p1], lr=0.1).step()
+    reference.adam_step([p2], [(torch.zeros_like(p2), torch.zeros_like(p2))], 0.1, 1)
+    torch.testing.assert_close(p1, p2)
+    X = torch.randn(2, 3)
+    torch.testing.assert_close(torch.nn.Softmax(dim=-1)(X), torch.softmax(X, -1))
+    assert isinstance(torch.nn.Softmax(dim=-1), torch.nn.Module)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("exercise", ["softmax", "dropout", "corr2d", "self_attention"])
+def test_recorders_on_cuda(exercise):
+    forbidden_call = {
+        "softmax": "def softmax(X):\n    return X.softmax(-1)\n",
+        "dropout": "def dropout(X, drop_prob):\n    return torch.nn.functional.dropout(X, drop_prob)\n",
+        "corr2d": "def corr2d(X, K):\n    return torch.nn.functional.conv2d(X[None, None], K[None, None])[0, 0]\n",
+        "self_attention": "def self_attention(X, W_q, W_k, W_v, mask=None):\n    return torch.nn.functional.scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v, attn_mask=mask)\n",
+    }[exercise]
+    names, tampered, out = run_recorded(exercise, "import torch\n" + forbidden_call, device="cuda")
+    assert names and tampered == [] and out.device.type == "cuda"
+    args = make_args(exercise, "cuda")
+    recorder = new_recorder(exercise)
+    with recorder.recording():
+        got = getattr(reference, exercise)(**args)
+    assert recorder.hits() == [] and got.device.type == "cuda"
+
+
+# -- tampering ---------------------------------------------------------------------------------------
+
+TAMPERING_CODE = {
+    "disable torch function": "import torch\nwith torch._C.DisableTorchFunction():\n    pass\n",
+    "import from overrides": "from torch.overrides import TorchFunctionMode\n",
+    "import python_dispatch": "import torch.utils._python_dispatch as pd\n",
+    "pop mode": "import torch\ntorch.overrides._pop_mode()\n",
+    "pop C stack": "import torch\ntorch._C._pop_torch_function_stack()\n",
+    "getattr constant": "import torch\ngetattr(torch._C, '_pop_torch_' + 'dispatch_stack')()\n",
+    "own mode": "from torch.utils._python_dispatch import TorchDispatchMode\nclass M(TorchDispatchMode):\n    pass\n",
+    "settrace": "import sys\nsys.settrace(None)\n",
+    "setprofile alias": "from sys import setprofile as sp\nsp(None)\n",
+    "reassign torch attribute": "import torch\ntorch.softmax = lambda X, dim: X\n",
+    "reassign through alias": "import torch.nn.utils as U\nU.clip_grad_norm_ = print\n",
+    "setattr on torch": "import torch\nsetattr(torch.nn.functional, 'softmax', None)\n",
+    "delete torch attribute": "import torch\ndel torch.nn.utils.clip_grad_norm_\n",
+    "patch Tensor": "import torch\ntorch.Tensor.softmax = torch.Tensor.exp\n",
+    "torch namespace dict": "import torch\nvars(torch)['softmax'] = None\n",
+    "sys.modules": "import sys\nsys.modules['torch.nn.functional'] = None\n",
+    "builtins": "import builtins\nbuiltins.getattr = None\n",
+    "reload": "import importlib, torch\nimportlib.reload(torch.nn.utils)\n",
+    "inside the graded function": "import torch\ndef softmax(X):\n    with torch._C.DisableTorchFunction():\n        return X.softmax(-1)\n",
+    "inside a never-called function": "import torch\ndef unused():\n    torch.overrides._pop_mode()\n",
+}
+
+
+@pytest.mark.parametrize("code", list(TAMPERING_CODE.values()), ids=list(TAMPERING_CODE))
+def test_static_scan_reports_tampering_anywhere(code):
+    cells = [code, "def softmax(X):\n    e = (X - X.amax(-1, keepdim=True)).exp()\n    return e / e.sum(-1, keepdim=True)\n"]
+    assert TAMPERING in static_calls(cells, "softmax")
+
+
+def test_legitimate_settings_are_not_tampering():
+    cells = [
+        "import torch\ntorch.backends.cudnn.benchmark = False\ntorch.backends.cuda.matmul.allow_tf32 = False\n"
+        "torch.manual_seed(0)\ntorch.set_printoptions(precision=3)\nx = torch.zeros(3)\nx.requires_grad = True\n",
+        "def softmax(X):\n    e = (X - X.amax(-1, keepdim=True)).exp()\n    return e / e.sum(-1, keepdim=True)\n",
+    ]
+    assert static_calls(cells, "softmax") == set()
+
+
+def _pop_function_mode():
+    torch.overrides._pop_mode()
+
+
+def _pop_dispatch_mode():
+    sys.modules["torch.utils._python_dispatch"]._pop_mode()
+
+
+def _pop_dispatch_mode_temporarily():
+    with sys.modules["torch.utils._python_dispatch"]._pop_mode_temporarily():
+        torch.zeros(2).exp()
+
+
+def _disable_torch_function():
+    with torch._C.DisableTorchFunction():
+        torch.zeros(2) + 1
+
+
+def _disable_dispatch():
+    with torch._C._DisableTorchDispatch():
+        torch.zeros(2).exp()
+
+
+class _PassThrough(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+def _push_own_mode():
+    _PassThrough().__enter__()
+
+
+def _settrace():
+    sys.settrace(lambda *args: None)
+
+
+def _replace_sentinel():
+    torch.nn.utils.clip_grad_norm_ = lambda *args, **kwargs: 0.0
+
+
+def _patch_hook():
+    mode = torch.overrides._get_current_function_mode()
+    type(mode).__torch_function__ = lambda self, func, types, args=(), kwargs=None: func(*args, **(kwargs or {}))
+
+
+RUNTIME_TAMPERING = {
+    "pop function mode": _pop_function_mode,
+    "pop dispatch mode": _pop_dispatch_mode,
+    "pop dispatch mode temporarily": _pop_dispatch_mode_temporarily,
+    "DisableTorchFunction": _disable_torch_function,
+    "_DisableTorchDispatch": _disable_dispatch,
+    "push a mode": _push_own_mode,
+    "settrace": _settrace,
+    "replace a sentinel": _replace_sentinel,
+    "patch the hook": _patch_hook,
+}
+
+
+@pytest.mark.parametrize("attempt", list(RUNTIME_TAMPERING.values()), ids=list(RUNTIME_TAMPERING))
+def test_runtime_tampering_is_reported_and_repaired(attempt):
+    recorder = new_recorder("clip_grad")
+    wrapper = torch.nn.utils.clip_grad_norm_
+    try:
+        with recorder.recording():
+            # the pop/disable attempts also hide what follows from the mode they remove
+            attempt()
+            torch.zeros(1).exp()
+    finally:
+        sys.settrace(None)
+    assert recorder.tampered(), attempt.__name__
+    # the worker is left as it was: stacks empty, hooks and sentinels restored, recording works
+    assert _get_current_function_mode_stack() == [] and _get_current_dispatch_mode_stack() == []
+    assert torch.nn.utils.clip_grad_norm_ is wrapper
+    after = new_recorder("softmax")
+    with after.recording():
+        torch.zeros(2).softmax(-1)
+    assert after.tampered() == [] and len(after.hits()) >= 2
+
+
+# -- mapping hits back to the registry ----------------------------------------------------------------
+
+
+def test_name_for_maps_every_kind_of_hit():
+    assert fb.name_for("softmax", "torch.Tensor.softmax (seen by the torch-function recorder)") == "Tensor.softmax"
+    assert fb.name_for("softmax", ".softmax (seen by the torch-function recorder)") == "Tensor.softmax"
+    assert fb.name_for("softmax", "aten._softmax.default (seen by the dispatcher recorder)") == "torch.softmax"
+    assert fb.name_for("softmax", "aten._log_softmax_backward_data.default (seen by the dispatcher recorder)") == "torch.log_softmax"
+    assert fb.name_for("softmax", "torch.nn.LogSoftmax (seen by a sentinel)") == "torch.log_softmax"
+    assert fb.name_for("clip_grad", "torch.nn.utils.clip_grad._get_total_norm (seen by a sentinel)") == "torch.nn.utils.get_total_norm"
+    assert fb.name_for("corr2d", "aten.convolution_backward.default (seen by the dispatcher recorder)") == "torch.convolution"
+    assert fb.name_for(BY_NAME["adam_step"], "aten._fused_adamw_.default (seen by the dispatcher recorder)") == "torch._fused_adam_"
+    # a re-export, recognised by identity
+    assert fb.name_for("softmax", "torch.nn.modules.activation.Softmax") == "torch.nn.Softmax"
+    for bogus in ("torch.exp (seen by the torch-function recorder)", "aten.mm.default", ""):
+        with pytest.raises(ValueError):
+            fb.name_for("softmax", bogus)
+    with pytest.raises(ValueError):  # allowed in self_attention
+        fb.name_for("self_attention", "aten._softmax.default (seen by the dispatcher recorder)")
+
+
+def test_worker_lists_are_plain_and_derived_from_the_registry():
+    for exercise in EXERCISES:
+        patterns, aten, sentinels = fb.patterns_for(exercise), fb.aten_for(exercise), fb.sentinels_for(exercise)
+        assert all(type(x) is str for x in patterns + aten + sentinels)
+        assert set(sentinels) <= set(patterns)
+        assert {f.name for f in exercise.forbidden} <= set(patterns)
+        assert all(a.startswith("aten.") for a in aten)
+    assert "torch.nn.utils.clip_grad_norm_" in fb.sentinels_for("clip_grad")
+    assert {"torch.optim.Adam", "torch.optim.AdamW", "torch.optim._functional.adam"} <= set(fb.sentinels_for("adam_step"))
+    assert {"torch.nn.Softmax", "torch.nn.LogSoftmax"} <= set(fb.sentinels_for("softmax"))
+    # seen by the torch-function mode, so no sentinel is needed
+    assert "torch.nn.functional.softmax" not in fb.sentinels_for("softmax")
+    assert "torch.nn.functional.multi_head_attention_forward" not in fb.sentinels_for("self_attention")
+
+
+def test_every_pattern_names_something_in_this_torch():
+    importlib.import_module("torch.nn.attention.flex_attention")
+    for exercise in CHECKED:
+        for pattern in fb.patterns_for(exercise):
+            if not pattern.startswith((".", "Tensor.")):
+                assert routine_of(pattern) is not None, pattern
+
+
+def test_allowed_routines_are_not_patterns():
+    allowed = {
+        "softmax": ["torch.exp", "torch.max", "torch.amax", "torch.logsumexp", "torch.sum", "torch.Tensor.exp"],
+        "dropout": ["torch.bernoulli", "torch.rand", "torch.rand_like", "torch.Tensor.bernoulli_", "torch.where"],
+        "corr2d": ["torch.matmul", "torch.einsum", "torch.Tensor.unfold", "torch.nn.functional.unfold", "torch.tensordot"],
+        "self_attention": ["torch.softmax", "torch.nn.functional.softmax", "torch.Tensor.softmax", "torch.bmm", "torch.Tensor.masked_fill"],
+        "clip_grad": ["torch.linalg.vector_norm", "torch.norm", "torch._foreach_norm", "torch._foreach_mul_"],
+        "adam_step": ["torch._foreach_mul_", "torch._foreach_add_", "torch.Tensor.addcdiv_", "torch.sqrt"],
+        "cross_entropy": ["torch.log", "torch.gather", "torch.nn.functional.one_hot", "torch.log_softmax"],
+    }
+    for exercise, names in allowed.items():
+        forbidden = BY_NAME[exercise].forbidden
+        for name in names:
+            assert scan([f"import torch\ndef {exercise}(*a):\n    return {name}\n"], exercise, forbidden) == [], (exercise, name)
+
+
+# -- the registry says what EXERCISES.md says ----------------------------------------------------------
+
+
+def _forbidden_sections(text: str) -> dict[str, str]:
+    """Exercise name -> the text of its "Forbidden:" item (first sentence), or "" if none."""
+    out = {}
+    for match in re.finditer(r"^## \d+\. `(\w+)\((.*?)(?=^## |\Z)", text, flags=re.M | re.S):
+        name, body = match.group(1), match.group(2)
+        item = re.search(r"^- Forbidden:(.*?)(?=^- |\Z)", body, flags=re.M | re.S)
+        out[name] = " ".join(item.group(1).split()) if item else ""
+    return out
+
+
+def _parse_forbidden(sentence: str) -> tuple[list[tuple[str, list[str]]], str, list[str]]:
+    """(main names with their parenthesised variants, the prose left over, names "allowed here")."""
+    head, *rest = re.split(r"\.(?:\s|$)", sentence, maxsplit=1)
+    tail = rest[0] if rest else ""
+    allowed = re.findall(r"`([^`]+)` is allowed", tail)
+    items: list[tuple[str, list[str]]] = []
+    depth = 0
+    for token in re.finditer(r"`([^`]+)`|(\()|(\))", head):
+        if token.group(2):
+            depth += 1
+        elif token.group(3):
+            depth -= 1
+        elif depth == 0:
+            items.append((token.group(1), []))
+        else:
+            items[-1][1].append(token.group(1))
+    prose = re.sub(r"`[^`]+`|\([^)]*\)|[,.]", " ", head)
+    return items, " ".join(prose.split()), allowed
+
+
+def _expand(variant: str) -> list[str]:
+    """``dropout1d/2d/3d`` -> dropout1d, dropout2d, dropout3d."""
+    first, *rest = variant.split("/")
+    return [first] + [first[: len(first) - len(r)] + r for r in rest]
+
+
+@pytest.mark.skipif(not EXERCISES_MD.exists(), reason="../shared/EXERCISES.md is not beside the repository")
+def test_registry_forbidden_lists_match_exercises_md():
+    sections = _forbidden_sections(EXERCISES_MD.read_text())
+    assert set(sections) == {e.name for e in EXERCISES}
+    for exercise in EXERCISES:
+        entries = {f.name: f for f in exercise.forbidden}
+        items, prose, allowed = _parse_forbidden(sections[exercise.name])
+        if not items:
+            assert not entries, exercise.name
+            continue
+        namespace = items[0][0].rsplit(".", 1)[0]
+        documented = set()
+        for main, variants_ in items:
+            name = main if "." in main else f"{namespace}.{main}"  # `clip_grad_norm` after torch.nn.utils.*
+            documented.add(name)
+            assert name in entries, (exercise.name, name)
+            module = name.rsplit(".", 1)[0]
+            for variant in (v for group in variants_ for v in _expand(group)):
+                wanted = f"{module}.{variant}"
+                assert any(fnmatch.fnmatchcase(p, wanted) for p in entries[name].all_patterns()), (exercise.name, wanted)
+        extra = set(entries) - documented
+        # Names the prose stands for: "the fused and foreach Adam kernels", "and its variants".
+        if "fused" in prose:
+            fused = {n for n in extra if "fused" in n}
+            assert fused, exercise.name
+            extra -= fused
+        if "foreach" in prose:
+            assert any("multi_tensor" in p for f in exercise.forbidden for p in f.all_patterns())
+        if "its variants" in prose:
+            variants_of = entries[items[-1][0]].all_patterns()
+            base = items[-1][0].rsplit(".", 1)[1]
+            assert {f"torch.nn.functional.{base}", f"torch.special.{base}", f".{base}"} <= set(variants_of)
+        assert extra == set(), (exercise.name, extra)
+        for name in allowed:
+            assert name not in fb.patterns_for(exercise), (exercise.name, name)
+            assert scan([f"import torch\ndef {exercise.name}(*a):\n    return {name}\n"], exercise.name, exercise.forbidden) == []
