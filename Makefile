@@ -21,15 +21,21 @@ $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# The notebooks' `python3` kernel is this venv's interpreter (for Jupyter, nbclient, nbgrader).
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	touch $(STAMP)
 
-# bubblewrap is the sandbox of official grading; installed where the machine allows (root + apt).
+# System packages, installed where the machine allows (root + apt): bubblewrap is the sandbox of
+# official grading; shellcheck lets actionlint check the workflows' scripts.
+SYSTEM_PACKAGES := bubblewrap:bwrap shellcheck:shellcheck
 system-deps:
-	@if ! command -v bwrap >/dev/null 2>&1; then \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pair#*:}" >/dev/null 2>&1 || missing="$$missing $${pair%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null \
-	      || echo "warning: could not install bubblewrap; official grading will refuse to run"; \
-	  else echo "warning: bubblewrap (bwrap) is missing; install it (e.g. apt-get install bubblewrap) for official grading"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null \
+	      || echo "warning: could not install$$missing; official grading needs bubblewrap"; \
+	  else echo "warning: missing system packages:$$missing (official grading needs bubblewrap)"; fi; \
 	fi
 
 # Regenerate the student notebooks from solutions/ (nbgrader generate_assignment, all assignments).

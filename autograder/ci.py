@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -50,7 +51,9 @@ EXIT_OK, EXIT_INTERNAL, EXIT_CANNOT_GRADE, EXIT_BELOW_MIN_SCORE = 0, 1, 2, 3
 
 #: First line of the Markdown report; the workflow finds its own comment by it and updates it.
 COMMENT_MARKER = "<!-- autograder-ci -->"
-#: GitHub refuses comments over 65,536 characters; past this the details are left to the summary.
+#: UTF-8 bytes of the Markdown. GitHub refuses comments over 65,536 characters, and the workflow
+#: passes the report base64-encoded through an environment variable (at most 128 KiB on Linux);
+#: past this the per-exercise details are left to the JSON report.
 COMMENT_LIMIT = 60_000
 #: Changes listed by name in the Markdown (the JSON keeps up to JSON_LIST_LIMIT).
 LIST_LIMIT = 50
@@ -253,43 +256,38 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str) -
     pending = [s for s in report.submissions if s.outcome == "pending"]
     if not pending:
         return
-    from autograder.notebook import MAX_NOTEBOOK_BYTES
-
     engine = _engine()
     with tempfile.TemporaryDirectory(prefix="autograder-ci-") as scratch:
         for submission in pending:
-            if report.failure:  # fail closed: nothing more is graded once the sandbox is gone
+            if report.failure:  # fail closed: nothing more is graded once grading cannot run
                 submission.outcome, submission.message = "not_run", "not graded: grading could not run"
                 continue
-            # The file is named by the registry, never by the pull request: only its bytes are theirs.
-            exercises = registry.assignments()[submission.assignment]
-            target = Path(scratch) / submission.assignment / exercises[0].notebook
-            target.parent.mkdir(parents=True, exist_ok=True)
+            copy = Path(scratch) / submission.assignment / registry.assignments()[submission.assignment][0].notebook
             try:
-                target.write_bytes(read_blob(repo, changed[submission.path].blob, MAX_NOTEBOOK_BYTES))
-                with contextlib.redirect_stdout(sys.stderr):  # stray prints must not corrupt stdout
-                    result = engine.grade_notebook(target, device=device, sandbox=True, assignment=submission.assignment)
+                submission.result = _grade_one(engine, repo, changed[submission.path], copy, submission, device)
+                submission.outcome = "graded"
             except UnusableInput as error:
-                submission.outcome, submission.message = "unusable", _as_submitted(str(error), target, submission.path)
-                continue
-            except SandboxUnavailable as error:
-                report.failure = f"the grader's sandbox is unavailable on this machine: {error}"
+                submission.outcome, submission.message = "unusable", _as_submitted(str(error), copy, submission.path)
+            except (SandboxUnavailable, CannotGrade) as error:
+                report.failure = f"sandbox unavailable: {error}" if isinstance(error, SandboxUnavailable) else str(error)
                 submission.outcome, submission.message = "not_run", "not graded: grading could not run"
-                continue
-            except CannotGrade as error:
-                report.failure = error.message
-                submission.outcome, submission.message = "not_run", "not graded: grading could not run"
-                continue
             except Exception as error:  # noqa: BLE001 - a grader bug: reported, never the student's fault
                 if os.environ.get("AUTOGRADER_DEBUG") == "1":
-                    import traceback
-
                     traceback.print_exc(file=sys.stderr)
-                submission.outcome = "error"
-                submission.message = f"{INTERNAL}: {type(error).__name__}"
-                continue
-            result.notebook = submission.path
-            submission.outcome, submission.result = "graded", result
+                submission.outcome, submission.message = "error", f"{INTERNAL}: {type(error).__name__}"
+
+
+def _grade_one(engine: ModuleType, repo: Path, change: Change, copy: Path, submission: Submission,
+               device: str) -> NotebookResult:
+    from autograder.notebook import MAX_NOTEBOOK_BYTES
+
+    # The copy is named by the registry, never by the pull request: only its bytes are theirs.
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(read_blob(repo, change.blob, MAX_NOTEBOOK_BYTES))
+    with contextlib.redirect_stdout(sys.stderr):  # stray prints must not corrupt a report on stdout
+        result = engine.grade_notebook(copy, device=device, sandbox=True, assignment=submission.assignment)
+    result.notebook = submission.path
+    return result
 
 
 def _as_submitted(message: str, copy: Path, path: str) -> str:
@@ -375,12 +373,20 @@ def markdown(report: Report) -> str:
     # One section per graded notebook, as ``grade --format markdown`` renders it.
     details = [line for s in report.submissions if s.result is not None for line in (render(s.result, "markdown"), "")]
     full = "\n".join(_overview(report) + details + _problems(report))
-    if len(full) <= COMMENT_LIMIT:
+    if _size(full) <= COMMENT_LIMIT:
         return full
     # Too long for a comment: keep the overview and say where the rest is.
-    short = _overview(report) + ["The per-exercise details are too long for a comment: see the JSON report "
-                                 "or the grading run's summary.", ""] + _problems(report)
-    return clip("\n".join(short), COMMENT_LIMIT)
+    short = "\n".join(_overview(report) + ["The per-exercise details are too long for a comment: see the JSON "
+                                           "report of the grading run.", ""] + _problems(report))
+    limit = COMMENT_LIMIT
+    while _size(short) > COMMENT_LIMIT:  # clip counts characters; a character is up to 4 bytes
+        limit //= 2
+        short = clip(short, limit)
+    return short
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def as_json(report: Report) -> dict[str, Any]:

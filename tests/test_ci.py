@@ -419,11 +419,12 @@ def test_a_huge_notebook_is_refused_before_it_is_read(scratch: Scratch, tmp_path
 
 
 def test_a_huge_report_still_fits_in_a_comment(scratch: Scratch, tmp_path: Path, engine: FakeEngine) -> None:
-    engine.behaviour = lambda path, kw: result_for(kw["assignment"], 0.0, "x" * 5000 + " `````` " * 200)
+    engine.behaviour = lambda path, kw: result_for(kw["assignment"], 0.0, "中" * 5000 + " `````` " * 200)
     scratch.pull_request(lambda s: [s.write(path, notebook_bytes(path)) for path in NOTEBOOKS])
     status, md, report = run_ci(scratch, tmp_path)
     assert status == ci.EXIT_OK
-    assert len(md) <= ci.COMMENT_LIMIT and md.splitlines()[0] == ci.COMMENT_MARKER
+    assert len(md.encode()) <= ci.COMMENT_LIMIT and md.splitlines()[0] == ci.COMMENT_MARKER
+    assert "too long for a comment" in md
     assert set(table_rows(md)) == set(NOTEBOOKS) | {"**Total**"}
     assert len(report["notebooks"]) == len(NOTEBOOKS)
 

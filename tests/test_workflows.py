@@ -139,4 +139,5 @@ def test_the_comment_is_found_by_the_reports_marker() -> None:
     [script] = [step["run"] for step in comment["steps"]]
     assert f"marker='{ci.COMMENT_MARKER}'" in script
     assert "github-actions[bot]" in script, "only our own comment is ever updated"
+    assert "git " not in script and "make " not in script and "python" not in script, "the comment job runs no code"
     assert "--method PATCH" in script and "--method POST" in script
