@@ -24,6 +24,7 @@ import contextlib
 import functools
 import inspect
 import sys
+import threading
 import types
 from typing import Any, Iterator
 
@@ -41,6 +42,7 @@ _LONG_LIVED = (
     torch._ops.OpOverload, torch._ops.OpOverloadPacket,
 )
 _NOT_TARGETS = (types.ModuleType, type(None), bool, int, float, str, bytes, tuple, list, dict)
+_MISSING = object()
 
 
 def resolve_path(path: str) -> Any:
@@ -70,9 +72,6 @@ def resolve_path(path: str) -> Any:
             found = found.__func__
         obj = found
     return obj
-
-
-_MISSING = object()
 
 
 def routine_of(path: str) -> Any:
@@ -126,15 +125,27 @@ class _FunctionRecorder(TorchFunctionMode):
 
 
 class _DispatchRecorder(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps the hook in ``torch._disable_dynamo``, whose first call imports
+        # torch._dynamo (about 900 modules, seconds) in every fresh worker.
+        return False
+
     def __init__(self, recorder: Recorder) -> None:
         super().__init__()
         self.recorder = recorder
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.recorder._saw_op(func)
-        return func(*args, **(kwargs or {}))
+        inside = _INSIDE_DISPATCH.__dict__
+        inside["depth"] = inside.get("depth", 0) + 1  # our mode is off the stack meanwhile
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            inside["depth"] -= 1
 
 
+_INSIDE_DISPATCH = threading.local()  # depth of our dispatch hook's call-through, per thread
 _TORCH_FUNCTION_HOOK = _FunctionRecorder.__dict__["__torch_function__"]
 _TORCH_DISPATCH_HOOK = _DispatchRecorder.__dict__["__torch_dispatch__"]
 
@@ -154,7 +165,8 @@ class Recorder:
         self.sentinels = list(dict.fromkeys(sentinels))
         self._exact = set(self.patterns)
         self._by_object: dict[int, tuple[Any, str]] = {}
-        self._verdicts: dict[Any, str | None] = {}
+        self._verdicts: dict[Any, str | None] = {}  # torch-function callable -> matched pattern
+        self._op_verdicts: dict[Any, str | None] = {}  # ATen operator -> its name if forbidden
         self._hits: list[str] = []
         self._tampered: list[str] = []
         self._labels: dict[int, str] = {}  # id(original routine) -> the sentinel path to report
@@ -170,6 +182,11 @@ class Recorder:
     def tampered(self) -> list[str]:
         """What was noticed of attempts to disable or bypass the recorders."""
         return list(dict.fromkeys(self._tampered))
+
+    def clear(self) -> None:
+        """Forget the hits and tampering noted so far (between graded calls); stays installed."""
+        self._hits.clear()
+        self._tampered.clear()
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -195,16 +212,14 @@ class Recorder:
                 original = _original(obj)
                 self._labels.setdefault(id(original), path)
                 functions[id(original)] = (original, _wrapper(original))
+        targets = {id(obj): entry for entry in functions.values() for obj in entry}  # original or wrapper
         for module in [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "torch"]:
             namespace = getattr(module, "__dict__", None)
             if not isinstance(namespace, dict):
                 continue
             for attribute, value in list(namespace.items()):
-                if not callable(value):
-                    continue
-                original = _original(value)
-                entry = functions.get(id(original))
-                if entry is None or entry[0] is not original:
+                entry = targets.get(id(value))
+                if entry is None or not (value is entry[0] or value is entry[1]):
                     continue
                 if value is not entry[1]:
                     setattr(module, attribute, entry[1])
@@ -285,8 +300,9 @@ class Recorder:
 
     def _saw_function(self, func: Any) -> None:
         try:
-            if torch._C._len_torch_dispatch_stack() < self._dispatch_depth or (
-                torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python)
+            if not _INSIDE_DISPATCH.__dict__.get("depth") and (
+                torch._C._len_torch_dispatch_stack() < self._dispatch_depth
+                or torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.Python)
             ):
                 self._tampered.append("the dispatcher recorder was disabled or popped during the call")
             if isinstance(func, _LONG_LIVED):  # cache the verdict; other callables are per-access
@@ -315,8 +331,10 @@ class Recorder:
         try:
             if torch._C._is_torch_function_all_disabled():
                 self._tampered.append("torch-function handling was disabled during the call (DisableTorchFunction)")
-            name = str(func)
-            if _aten_match(name, self.aten) is not None:
+            if func not in self._op_verdicts:
+                self._op_verdicts[func] = _aten_match(str(func), self.aten)
+            name = self._op_verdicts[func]
+            if name is not None:
                 self._hits.append(f"{name} ({SEEN_BY_DISPATCH})")
         except Exception:
             pass
