@@ -6,9 +6,11 @@
 The pipeline, one small stage each:
 
 1. **generate** — the real ``nbgrader generate_assignment <id> --force``, run from the course root
-   (where ``nbgrader_config.py`` lives) for every assignment of the registry whose solution
-   notebooks exist. Its release folder, gradebook and log go to a temporary folder, so an
-   instructor's ``gradebook.db`` is never touched and nothing but notebooks is kept.
+   (where ``nbgrader_config.py`` lives); with no ids, one run with the id ``*`` converts every
+   assignment (nbgrader's start-up costs more than converting a notebook), and the registry's
+   assignments whose solution notebooks exist are kept. The release folder, gradebook and log go
+   to a temporary folder, so an instructor's ``gradebook.db`` is never touched and nothing but
+   notebooks reaches ``assignments/``.
 2. **normalise** — no outputs, no execution counts, no execution timing metadata, nbformat's
    canonical JSON: generation is deterministic, so ``assignments/`` can be committed and checked.
 3. **write** (or **compare** with ``--check``) — ``assignments/`` becomes exactly the generated
@@ -18,11 +20,11 @@ The pipeline, one small stage each:
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,22 +74,21 @@ def missing_solutions(root: Path = ROOT) -> list[str]:
 
 
 def generate(assignment: str, workdir: Path, root: Path = ROOT) -> Path:
-    """Run ``nbgrader generate_assignment <assignment> --force``; return the released folder."""
-    scratch = workdir / assignment  # one folder per run: runs can go in parallel
-    release_dir = scratch / "release"
-    scratch.mkdir(parents=True, exist_ok=True)
+    """Run ``nbgrader generate_assignment <assignment> --force`` (``*`` = every folder of
+    solutions/, in one process); return the release folder, which holds one folder per assignment."""
+    release_dir = workdir / "release"
     command = [
         sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force",
         f"--CourseDirectory.release_directory={release_dir}",
-        f"--CourseDirectory.db_url=sqlite:///{scratch / 'gradebook.db'}",
-        f"--NbGrader.logfile={scratch / 'nbgrader.log'}",
+        f"--CourseDirectory.db_url=sqlite:///{workdir / 'gradebook.db'}",
+        f"--NbGrader.logfile={workdir / 'nbgrader.log'}",
     ]
     # nbgrader runs the `alembic` executable of its own environment to set up the gradebook.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise ReleaseError(f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}{done.stderr}")
-    return release_dir / assignment
+    return release_dir
 
 
 def normalise(notebook_json: str) -> str:
@@ -111,21 +112,23 @@ def build(root: Path = ROOT, only: list[str] | None = None) -> dict[str, str]:
             raise ReleaseError(f"not releasable (unknown assignment, or its solution notebooks are missing): {unknown}")
         targets = {assignment: targets[assignment] for assignment in only}
     tree: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="release-") as tmp, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        runs = {assignment: pool.submit(generate, assignment, Path(tmp), root) for assignment in targets}
+    with tempfile.TemporaryDirectory(prefix="release-") as tmp:
+        # One nbgrader process for all: its start-up costs more than converting a notebook.
+        release_dir = generate(only[0] if only and len(only) == 1 else "*", Path(tmp), root)
         for assignment, notebooks in targets.items():
-            released = runs[assignment].result()
-            produced = sorted(path.name for path in released.iterdir())
+            produced = sorted(path.name for path in (release_dir / assignment).iterdir())
             if produced != notebooks:
                 raise ReleaseError(f"{assignment}: nbgrader released {produced}, expected exactly {notebooks}")
             for notebook in notebooks:
-                tree[f"{assignment}/{notebook}"] = normalise((released / notebook).read_text(encoding="utf-8"))
+                tree[f"{assignment}/{notebook}"] = normalise((release_dir / assignment / notebook).read_text(encoding="utf-8"))
     return tree
 
 
 def current(root: Path = ROOT, only: list[str] | None = None) -> dict[str, str]:
     """The files now in assignments/ (all of them, or those of the given assignments)."""
     base = root / RELEASE
+    if not base.is_dir():
+        return {}
     files = {
         path.relative_to(base).as_posix(): path.read_text(encoding="utf-8", errors="replace")
         for path in sorted(base.rglob("*"))
@@ -160,34 +163,44 @@ def write(expected: dict[str, str], root: Path = ROOT, only: list[str] | None = 
     return changes
 
 
+def _diff(old: str, new: str, path: str, limit: int = 20) -> str:
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), f"{RELEASE}/{path}", "generated", lineterm=""))
+    more = f"\n    ... ({len(lines) - limit} more diff lines)" if len(lines) > limit else ""
+    return "\n".join("    " + line for line in lines[:limit]) + more
+
+
 # -- command line -------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder.release", description=__doc__.split("\n\n")[0])
     parser.add_argument("assignments", nargs="*", help="assignment ids (default: every assignment)")
     parser.add_argument("--check", action="store_true", help="only report drift from solutions/ (exit 1)")
     args = parser.parse_args(argv)
 
-    for path in missing_solutions():
+    only = args.assignments or None
+    for path in missing_solutions(root):
         print(f"skipped (no solution notebook yet): {path}")
     try:
-        expected = build(only=args.assignments or None)
+        expected = build(root, only)
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.check:
-        drift = compare(expected, current(only=args.assignments or None))
+        actual = current(root, only)
+        drift = compare(expected, actual)
         for item in drift:
             print(item)
+            if item.path in expected and item.path in actual:
+                print(_diff(actual[item.path], expected[item.path], item.path))
         if drift:
             print(f"{len(drift)} file(s) drifted: run `make assignments` and commit the result.")
             return 1
         print(f"{RELEASE}/ is up to date ({len(expected)} notebook(s)).")
         return 0
-    changes = write(expected, only=args.assignments or None)
+    changes = write(expected, root, only)
     for change in changes:
-        print(f"updated {change}")
+        print(f"{'wrote' if change.path in expected else 'removed'} {RELEASE}/{change.path}")
     print(f"{RELEASE}/: {len(expected)} notebook(s), {len(changes)} change(s).")
     return 0
 
