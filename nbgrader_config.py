@@ -25,7 +25,8 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 
 # ---- The sandboxed engine behind nbgrader -----------------------------------------------------
 # The course's `autograder` package (and the `reference` package it grades against) live in the
-# course root. Appended, not prepended: nothing in the course tree may shadow an installed module.
+# course root. nbgrader's commands put their working directory on sys.path already; this also
+# covers a Jupyter server (formgrader) started from another folder.
 if COURSE_ROOT not in sys.path:
     sys.path.append(COURSE_ROOT)
 

@@ -27,7 +27,7 @@ that feedback never shows hidden-test source, even for notebooks autograded by s
 per exercise (per autograder-test cell), scores as the gradebook has them (manual overrides made
 in formgrader included).
 
-Importing this module is cheap (no torch); the engine is imported when the first notebook is graded.
+Importing this module is cheap (no torch): the engine is imported when the first notebook is graded.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from nbgrader.plugins import ExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 
 from autograder import registry
+from autograder.report.common import clip, points, visible
 
 #: Key of the engine's results in the conversion's ``resources`` and in the autograded notebook's
 #: metadata (the full result, for instructors' tools; the feedback HTML does not show metadata).
@@ -112,36 +113,37 @@ def cell_score(score: float, engine_max: float, cell_max: float) -> float:
     return float(min(max(value, 0.0), cell_max))
 
 
-def _points(value: float) -> str:
-    from autograder.report.common import points
-
-    return points(value)
+def _block(text: str, indent: str) -> list[str]:
+    """Student-influenced text as indented lines: escaped (no terminal or control characters), clipped."""
+    body = clip(visible(text).rstrip(), MESSAGE_LIMIT)
+    return [indent + row for row in body.split("\n")]
 
 
 def feedback_text(exercise: dict[str, Any], errors: Iterable[str] = ()) -> str:
-    """What the student reads under an autograder-test cell: the engine's verdicts, never tests."""
-    from autograder.report.common import clip, visible
+    """What the student reads under an autograder-test cell: the engine's verdicts, never tests.
 
-    def block(text: str, indent: str) -> list[str]:
-        body = clip(visible(text).rstrip(), MESSAGE_LIMIT)
-        return [indent + row for row in body.split("\n")]
-
+    ``exercise`` is one entry of ``NotebookResult.to_json()["exercises"]``; ``errors`` the
+    notebook-level problems, shown under exercises that did not pass.
+    """
     name = visible(exercise["name"])
-    lines = [f"{name}: {_points(exercise['score'])} / {_points(exercise['max_score'])} points "
+    lines = [f"{name}: {points(exercise['score'])} / {points(exercise['max_score'])} points "
              f"({visible(exercise['status']).replace('_', ' ')})"]
     if exercise.get("message"):
-        lines += block(exercise["message"], "  ")
-    for test in exercise.get("tests", []):
+        lines += _block(exercise["message"], "  ")
+    # Not attempted: every test fails for the one reason already given; listing them adds nothing.
+    tests = [] if exercise["status"] == "not_attempted" else exercise.get("tests", [])
+    for test in tests:
         mark = "PASS" if test["passed"] else "FAIL"
         test_name = visible(test["name"]).removeprefix("test_")
-        lines.append(f"  {mark}  {test_name} ({_points(test['points'])} / {_points(test['max_points'])})")
+        lines.append(f"  {mark}  {test_name} ({points(test['points'])} / {points(test['max_points'])})")
         if not test["passed"] and test.get("message"):
-            lines += block(test["message"], "        ")
+            lines += _block(test["message"], "        ")
     errors = list(errors)
     if errors and exercise["status"] != "passed":
         lines.append("Problems with the notebook:")
         for error in errors:
-            lines += ["  - " + row.lstrip() if i == 0 else row for i, row in enumerate(block(error, "    "))]
+            rows = _block(error, "    ")
+            lines += ["  - " + rows[0].lstrip(), *rows[1:]]
     lines.append("(Graded by the course autograder in its sandbox; the hidden tests are not shown.)")
     return "\n".join(lines) + "\n"
 
@@ -272,7 +274,7 @@ class GradeWithEngine(NbGraderPreprocessor):
             # even nbgrader's stock SaveAutoGrades would record the engine's score.
             cell.outputs = [
                 nbf.new_output("stream", name="stdout", text=feedback_text(exercise, data["errors"])),
-                nbf.new_output("execute_result", data={"text/plain": _points(score)}, execution_count=None),
+                nbf.new_output("execute_result", data={"text/plain": points(score)}, execution_count=None),
             ]
         return nb, resources
 
@@ -300,8 +302,8 @@ class GradeWithEngine(NbGraderPreprocessor):
             except Exception as error:
                 self.log.error("The autograder could not grade this notebook: %s: %s", type(error).__name__, error)
                 raise
-        self.log.info("Engine score: %s / %s (%s)", _points(result.score), _points(result.max_score),
-                      ", ".join(f"{e.name} {_points(e.score)}/{_points(e.max_score)} {e.status}" for e in result.exercises))
+        self.log.info("Engine score: %s / %s (%s)", points(result.score), points(result.max_score),
+                      ", ".join(f"{e.name} {points(e.score)}/{points(e.max_score)} {e.status}" for e in result.exercises))
         return result
 
 
