@@ -7,12 +7,15 @@ regenerating assignments/).
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 OUT = ROOT / "examples" / "submissions"
 
 CODE = {
