@@ -6,12 +6,12 @@ the values within a per-dtype tolerance from the registry, ``nan`` never equal. 
 raises :class:`GradingFailure`, whose message is the one paragraph of feedback the student reads:
 
     gradient of X: 12 / 60 elements differ; greatest absolute difference 0.31 at index (2, 4),
-    greatest relative difference 0.052 at index (0, 1) (allowed atol=1e-07, rtol=1e-07).
-    Hint: ...
+    greatest relative difference 0.052 (allowed atol=1e-07, rtol=1e-07). Hint: ...
 
 Messages name the quantity, where it is off and by how much, and what was allowed. They never
 contain the hidden inputs, the expected tensor or test source: one index and the size of the
-difference there are all that is revealed.
+difference there, plus the greatest relative difference (without its index, so that the two
+together never give away an expected value), are all that is revealed.
 
 *Known mistakes*: a check may be given the results that typical wrong implementations would
 produce (``{"the kernel flipped, i.e. a convolution": Y_flipped}``). When the student's value fails
@@ -21,7 +21,7 @@ and matches one of them, the message names that mistake instead of the generic h
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, Mapping, NoReturn
 
 import torch
 
@@ -192,10 +192,9 @@ def _value_mismatch(actual: torch.Tensor, expected: torch.Tensor, tol: registry.
         rel = torch.where(finite_bad, diff / e.abs(), -1.0)  # x / 0 = inf: an exact zero was expected
         rel = torch.where(rel.isnan(), math.inf, rel)
         worst_rel = int(rel.argmax())
-        where = _where(worst, a.shape)
-        where_rel = _where(worst_rel, a.shape)
-        parts.append(f"greatest absolute difference {_fmt(float(abs_diff.flatten()[worst]))}{where}, "
-                     f"greatest relative difference {_fmt(float(rel.flatten()[worst_rel]))}{where_rel}")
+        # one index only: the absolute and relative difference at the same place would reveal the expected value
+        parts.append(f"greatest absolute difference {_fmt(float(abs_diff.flatten()[worst]))}"
+                     f"{_where(worst, a.shape)}, greatest relative difference {_fmt(float(rel.flatten()[worst_rel]))}")
     return "; ".join(parts) + f" ({allowed or f'allowed atol={tol.atol:g}, rtol={tol.rtol:g}'})"
 
 

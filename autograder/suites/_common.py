@@ -125,6 +125,12 @@ def hoeffding_epsilon(n: int, failure_probability: float) -> float:
 
 # ---------------------------------------------------------------------------------------- devices
 
+def value_and_propagation_devices(device: str, propagation_devices: Sequence[str]) -> list[str]:
+    """The value device first (so that a stub's NotImplementedError surfaces as "not implemented"),
+    then every propagation device, each once."""
+    return list(dict.fromkeys([device, *propagation_devices]))
+
+
 def state_devices(device: str, propagation_devices: Sequence[str]) -> list[str]:
     """Devices for the stateful harnesses (clip_grad, adam): the value device plus every real
     propagation device. ``meta`` is left out: clipping must branch on the norm's value, and the

@@ -10,8 +10,6 @@ changed (no bias correction, eps inside the square root, ...).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from autograder.compare import expect, expect_close, expect_like, fail, matches, tolerance_for

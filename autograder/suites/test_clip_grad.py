@@ -20,6 +20,8 @@ EXERCISE = "clip_grad"
 
 #: Parameter shapes: a matrix, a vector, a 3-D tensor, a single element.
 SHAPES = ((3, 4), (5,), (2, 3, 2), (1,))
+#: Scale of the random gradients.
+GRAD_SCALE = 3.0
 #: theta relative to the gradients' norm when clipping must happen, and when it must not.
 CLIP_RATIO = (0.2, 0.7)
 NO_CLIP_RATIO = (1.3, 3.0)
@@ -127,7 +129,7 @@ def _scaled_grads(rng: torch.Generator, params: list[torch.Tensor], target_norm:
 
 def test_clips_large(student, rng, device, exercise):
     params = _params(rng)
-    steps = [[normal(rng, *p.shape, scale=3.0) for p in params]]
+    steps = [[normal(rng, *p.shape, scale=GRAD_SCALE) for p in params]]
     theta = _global_norm(steps[0]) * number(rng, *CLIP_RATIO)
     result = _run(student, params, steps, theta, device)
     _expect_step(result, steps, theta, 0, device, exercise, HINT_CLIP)
@@ -135,7 +137,7 @@ def test_clips_large(student, rng, device, exercise):
 
 def test_leaves_small(student, rng, device, exercise):
     params = _params(rng)
-    steps = [[normal(rng, *p.shape, scale=3.0) for p in params]]
+    steps = [[normal(rng, *p.shape, scale=GRAD_SCALE) for p in params]]
     theta = _global_norm(steps[0]) * number(rng, *NO_CLIP_RATIO)
     result = _run(student, params, steps, theta, device)
     _expect_step(result, steps, theta, 0, device, exercise, HINT_SMALL)

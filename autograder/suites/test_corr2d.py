@@ -8,7 +8,7 @@ import torch
 
 from autograder.compare import expect_close, expect_gradient, expect_like
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
-                                       shape_text, vjp_on)
+                                       shape_text, value_and_propagation_devices, vjp_on)
 from reference import corr2d as reference_corr2d
 
 EXERCISE = "corr2d"
@@ -110,7 +110,7 @@ def test_float32(student, rng, device, exercise):
 
 def test_device(student, rng, device, propagation_devices, exercise):
     out_shape = (X_SHAPE[0] - K_SHAPE[0] + 1, X_SHAPE[1] - K_SHAPE[1] + 1)
-    for where in [device, *propagation_devices]:
+    for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             args = {k: v.to(dtype) for k, v in _inputs(rng, X_SHAPE, K_SHAPE).items()}
             result = vjp_on(student, EXERCISE, args, where)

@@ -7,7 +7,7 @@ import torch
 
 from autograder.compare import expect_close, expect_equal, expect_gradient, expect_like
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, integers, normal, reference_output,
-                                       reference_vjp, vjp_on)
+                                       reference_vjp, value_and_propagation_devices, vjp_on)
 from reference import cross_entropy as reference_cross_entropy
 from reference import softmax as reference_softmax
 
@@ -90,7 +90,7 @@ def test_float32(student, rng, device, exercise):
 
 
 def test_device(student, rng, device, propagation_devices, exercise):
-    for where in [device, *propagation_devices]:
+    for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             args = _inputs(rng, N, Q)
             args["y_hat"] = args["y_hat"].to(dtype)

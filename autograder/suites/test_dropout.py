@@ -13,7 +13,7 @@ import torch
 from autograder.client import StudentError
 from autograder.compare import expect, expect_close, expect_gradient, expect_like, fail, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, away_from_zero, dtype_text, hoeffding_epsilon, normal,
-                                       shape_text, vjp_on)
+                                       shape_text, value_and_propagation_devices, vjp_on)
 
 EXERCISE = "dropout"
 
@@ -191,7 +191,7 @@ def test_invalid_p(student, rng, device, exercise):
 
 def test_device(student, rng, device, propagation_devices, exercise):
     p = FRESH_PROB
-    for where in [device, *propagation_devices]:
+    for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             X = away_from_zero(rng, *SHAPE).to(dtype)
             result = vjp_on(student, EXERCISE, {"X": X, "drop_prob": p}, where)

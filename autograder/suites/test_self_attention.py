@@ -14,7 +14,7 @@ import torch
 
 from autograder.compare import expect_close, expect_gradient, expect_like, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, integer, normal, reference_output,
-                                       reference_vjp, shape_text, vjp_on)
+                                       reference_vjp, shape_text, value_and_propagation_devices, vjp_on)
 from reference import self_attention as reference_self_attention
 
 EXERCISE = "self_attention"
@@ -24,6 +24,8 @@ EXERCISE = "self_attention"
 BATCH, N, D, D_K, D_V = 2, 5, 6, 4, 3
 #: Scale of the projections in the stability test: scores in the thousands overflow exp.
 LARGE_SCALE = 30.0
+#: Probability that a random mask allows a query-key pair.
+MASK_DENSITY = 0.6
 #: (batch, n, d, d_k, d_v, mask kind) of the shape test.
 ODD_CASES = ((1, 1, 3, 2, 4, None), (3, 7, 5, 8, 2, "2d"), (1, 4, 2, 1, 1, "batch_1"), (2, 6, 4, 3, 5, "full"))
 NAMES = ("X", "W_q", "W_k", "W_v")
@@ -51,7 +53,7 @@ def _causal(n: int) -> torch.Tensor:
 
 def _random_mask(rng, shape, every_row=True) -> torch.Tensor:
     """A random boolean mask; with ``every_row`` each query may attend to at least one key."""
-    mask = torch.rand(shape, generator=rng) < 0.6
+    mask = torch.rand(shape, generator=rng) < MASK_DENSITY
     if every_row:
         keys = torch.randint(0, shape[-1], shape[:-1], generator=rng)
         mask.scatter_(-1, keys.unsqueeze(-1), True)
@@ -214,7 +216,7 @@ def test_shapes(student, rng, device, exercise):
 
 
 def test_device(student, rng, device, propagation_devices, exercise):
-    for where in [device, *propagation_devices]:
+    for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             for mask in (None, _causal(N)):
                 args = {k: (v.to(dtype) if v is not None and v.is_floating_point() else v)

@@ -7,13 +7,15 @@ import torch
 
 from autograder.compare import expect_close, expect_equal, expect_gradient, expect_like, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
-                                       shape_text, vjp_on)
+                                       shape_text, value_and_propagation_devices, vjp_on)
 from reference import softmax as reference_softmax
 
 EXERCISE = "softmax"
 
 #: (n, q) of the plain value and gradient tests.
 SHAPE = (6, 9)
+#: Scale of the ordinary inputs: rows with clear winners and close calls.
+SCALE = 2.0
 #: Scale of the "large magnitude" inputs: exp overflows float64 beyond about 709.
 LARGE_SCALE = 1e3
 #: Rows shifted this far down underflow exp to 0 in every entry (0 / 0 without max-subtraction).
@@ -50,7 +52,7 @@ def _mistakes(X: torch.Tensor) -> dict[str, object]:
 
 
 def test_values(student, rng, device, exercise):
-    X = normal(rng, *SHAPE, scale=2.0)
+    X = normal(rng, *SHAPE, scale=SCALE)
     result = student.vjp(EXERCISE, {"X": X}, device=device)
     expected = reference_output(reference_softmax, {"X": X})
     expect_close(result.output, expected.to(device), quantity=f"output for X of shape {shape_text(SHAPE)}",
@@ -58,7 +60,7 @@ def test_values(student, rng, device, exercise):
 
 
 def test_gradient(student, rng, device, exercise):
-    X = normal(rng, *SHAPE, scale=2.0)
+    X = normal(rng, *SHAPE, scale=SCALE)
     upstream = normal(rng, *SHAPE)
     result = student.vjp(EXERCISE, {"X": X}, grad_wrt=["X"], upstream=upstream, device=device)
     expected, grads = reference_vjp(reference_softmax, {"X": X}, ["X"], upstream)
@@ -91,7 +93,7 @@ def test_stability(student, rng, device, exercise):
 
 def test_batch_dims(student, rng, device, exercise):
     for shape in BATCH_SHAPES:
-        X = normal(rng, *shape, scale=2.0)
+        X = normal(rng, *shape, scale=SCALE)
         result = student.vjp(EXERCISE, {"X": X}, device=device)
         expected = reference_output(reference_softmax, {"X": X})
         expect_close(result.output, expected.to(device), quantity=f"output for X of shape {shape_text(shape)}",
@@ -110,7 +112,7 @@ def test_float32(student, rng, device, exercise):
 
 
 def test_device(student, rng, device, propagation_devices, exercise):
-    for where in [device, *propagation_devices]:
+    for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             X = normal(rng, *SHAPE).to(dtype)
             result = vjp_on(student, EXERCISE, {"X": X}, where)
@@ -126,6 +128,6 @@ def test_device(student, rng, device, propagation_devices, exercise):
 
 
 def test_no_mutation(student, rng, device, exercise):
-    X = normal(rng, *SHAPE, scale=2.0)
+    X = normal(rng, *SHAPE, scale=SCALE)
     result = student.vjp(EXERCISE, {"X": X}, device=device)
     expect_equal(result.inputs_after["X"], X.to(device), quantity="X after the call", hint=HINT_NO_MUTATION)
