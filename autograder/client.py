@@ -133,21 +133,30 @@ class WorkerProcess:
     """One worker process and its two pipes."""
 
     def __init__(self, *, sandboxed: bool, device: str, slot: int = 0,
-                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS) -> None:
+                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS, launcher: Any = None) -> None:
+        self.launcher = launcher
+        if launcher is not None:  # a warm worker forked in its sandbox (``forkserver.Slot``)
+            self.proc, self.requests, self.replies = launcher.start_worker(device)
+            self.output = _Tail(self.proc.stdout)
+            self.dead = None
+            self.sandboxed = sandboxed
+            return
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        base = sandbox.sandboxed_command(device, slot, limits) if sandboxed else sandbox.plain_command(limits)
+        spec = sandbox.launch(device, slot, limits) if sandboxed else sandbox.Launch(sandbox.plain_command(limits))
         try:
             self.proc = subprocess.Popen(
-                [*base, str(req_r), str(rep_w)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w), start_new_session=True)
+                [*spec.command, str(req_r), str(rep_w)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w, *spec.fds), start_new_session=True)
         finally:
             os.close(req_r)
             os.close(rep_w)
+            spec.close()
         self.requests = os.fdopen(req_w, "wb")
         self.replies = os.fdopen(rep_r, "rb")
         self.output = _Tail(self.proc.stdout)
         self.dead: str | None = None
+        self.sandboxed = sandboxed
 
     def request(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
                 timeout: float) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -201,10 +210,27 @@ class WorkerProcess:
     def kill(self, reason: str) -> None:
         if self.dead is None:
             self.dead = reason
+        if self.launcher is not None:
+            self._kill_launched()
+            return
+        inits = sandbox.children(self.proc.pid) if self.sandboxed and self.proc.poll() is None else []
         try:
             os.killpg(self.proc.pid, 9)
         except (ProcessLookupError, PermissionError):
             pass
+        for stream in (self.requests, self.replies):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        sandbox.wait_gone(inits)  # the sandbox's PID 1 gone: every process it held is gone
+
+    def _kill_launched(self) -> None:
+        self.proc.kill_tree()  # the zygote kills every process of the sandbox and empties /tmp
         for stream in (self.requests, self.replies):
             try:
                 stream.close()
@@ -233,8 +259,9 @@ class StudentSession:
     def __init__(self, cells: Sequence[Cell], *, sandboxed: bool = True, device: str = "cpu",
                  forbidden: dict[str, dict[str, list[str]]] | None = None, sentinels: Sequence[str] = (),
                  slot: int = 0, call_timeout: float = 10.0, load_timeout: float = 60.0,
-                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS) -> None:
+                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS, launcher: Any = None) -> None:
         self.cells = list(cells)
+        self.launcher = launcher  # where workers come from; None: a cold sandbox per worker
         self.sandboxed = sandboxed
         self.device = "cuda" if device == "cuda" else "cpu"
         self.worker_device = device
@@ -269,7 +296,7 @@ class StudentSession:
                 raise StudentError("crashed", "the notebook's code crashed the worker too many times; gave up")
             self.restarts += 1
             worker = WorkerProcess(sandboxed=self.sandboxed, device=self.worker_device, slot=self.slot,
-                                   limits=self.limits)
+                                   limits=self.limits, launcher=self.launcher)
             self.worker = worker
             try:
                 reply, _ = worker.request(self.setup_header, None, self.load_timeout)
@@ -321,11 +348,21 @@ class StudentSession:
 
     def vjp(self, function: str, args: dict[str, Any], *, grad_wrt: Sequence[str] = (),
             upstream: torch.Tensor | None = None, device: str | None = None, repeat: int = 1,
-            timeout: float | None = None) -> VJPResult:
+            timeout: float | None = None, layouts: dict[str, str] | None = None) -> VJPResult:
+        """Call ``function(*args.values())`` in the worker; with ``upstream``, also return the
+        vector-Jacobian product ``upstream · d output / d input`` for each input in ``grad_wrt``.
+
+        Tensors are materialised in the worker on ``device`` (``"meta"``: data-less, same shape and
+        dtype); each call gets fresh copies. ``repeat`` calls the function that many times (one
+        :class:`Call` each, e.g. for dropout statistics). ``layouts`` makes named inputs
+        non-contiguous leaves with the same values: ``"transposed"`` (last two dimensions' strides
+        swapped) or ``"strided"`` (every other element of a larger storage).
+        """
         encoder = protocol.Encoder()
         header = {"op": "call", "harness": "vjp", "function": function,
                   "args": {k: encoder(v) for k, v in args.items()}, "grad_wrt": list(grad_wrt),
-                  "upstream": encoder(upstream), "repeat": int(repeat), "device": device or self.device}
+                  "upstream": encoder(upstream), "repeat": int(repeat), "device": device or self.device,
+                  "layouts": dict(layouts or {})}
         value = self._call(header, encoder.tensors, timeout)
         if not isinstance(value, dict) or not isinstance(value.get("calls"), list):
             raise StudentError("protocol", "the worker's reply was malformed")

@@ -140,6 +140,16 @@ def _runtime_findings(exercise: registry.Exercise, hits: Sequence[str]) -> list[
     return out
 
 
+def suite_files(exercises: Sequence[registry.Exercise]) -> list[str]:
+    return [str(SUITES / f"test_{e.name}.py") for e in exercises if (SUITES / f"test_{e.name}.py").is_file()]
+
+
+#: pytest's options for the hidden suites (after the suite files); also used by ``suite_server``.
+PYTEST_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:xdist",
+                  "-p", "no:hypothesispytest", "-p", "no:unraisableexception", "--assert=plain", "--import-mode=importlib", "-c", str(SUITES / "pytest.ini"),
+                  "--rootdir", str(SUITES), "-W", "ignore::pytest.PytestAssertRewriteWarning")
+
+
 def _run_suites(exercises: Sequence[registry.Exercise], collector: _Collector) -> None:
     files = suite_files(exercises)
     if not files:

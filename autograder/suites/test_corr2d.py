@@ -94,6 +94,11 @@ def test_shapes(student, rng, device, exercise):
         args = _inputs(rng, x_shape, k_shape)
         result = student.vjp(EXERCISE, args, device=device)
         _expect_output(result, args, device, FLOAT64, exercise, f"output for {_shapes(args)}", hint=HINT_SHAPES)
+    for layout in ("transposed", "strided"):  # views with other strides: same values
+        args = _inputs(rng, X_SHAPE, K_SHAPE)
+        result = student.vjp(EXERCISE, args, device=device, layouts={"X": layout, "K": layout})
+        _expect_output(result, args, device, FLOAT64, exercise, f"output for non-contiguous ({layout}) X and K",
+                       hint="inputs may be views with unusual strides: use .reshape rather than .view")
 
 
 def test_float32(student, rng, device, exercise):

@@ -213,6 +213,12 @@ def test_shapes(student, rng, device, exercise):
         args = _inputs(rng, batch, n, d, d_k, d_v, mask=_odd_mask(rng, kind, batch, n))
         result = student.vjp(EXERCISE, args, device=device)
         _expect_output(result.output, args, device, FLOAT64, exercise, f"output for {_case(args)}", HINT_SHAPES)
+    for layout in ("transposed", "strided"):  # views with other strides: same values
+        args = _inputs(rng, mask=_causal(N))
+        layouts = {name: layout for name in ("X", "W_q", "W_k", "W_v")}
+        result = student.vjp(EXERCISE, args, device=device, layouts=layouts)
+        _expect_output(result.output, args, device, FLOAT64, exercise,
+                       f"output for non-contiguous ({layout}) X and weights", HINT_SHAPES)
 
 
 def test_device(student, rng, device, propagation_devices, exercise):

@@ -91,6 +91,11 @@ def test_stability(student, rng, device, exercise):
                     case=" for inputs of large magnitude")
 
 
+NON_CONTIGUOUS = ("transposed", "strided")
+HINT_NON_CONTIGUOUS = ("inputs may be views with unusual strides (a transpose, a slice): use .reshape instead of "
+                       ".view, and reduce with dim=-1 rather than assuming a memory layout")
+
+
 def test_batch_dims(student, rng, device, exercise):
     for shape in BATCH_SHAPES:
         X = normal(rng, *shape, scale=SCALE)
@@ -98,6 +103,12 @@ def test_batch_dims(student, rng, device, exercise):
         expected = reference_output(reference_softmax, {"X": X})
         expect_close(result.output, expected.to(device), quantity=f"output for X of shape {shape_text(shape)}",
                      exercise=exercise, hint=HINT_BATCH, mistakes=_mistakes(X))
+    for layout in NON_CONTIGUOUS:  # a transposed or strided view: same values, other strides
+        X = normal(rng, *SHAPE, scale=SCALE)
+        result = student.vjp(EXERCISE, {"X": X}, device=device, layouts={"X": layout})
+        expected = reference_output(reference_softmax, {"X": X})
+        expect_close(result.output, expected.to(device), quantity=f"output for a non-contiguous ({layout}) X",
+                     exercise=exercise, hint=HINT_NON_CONTIGUOUS)
 
 
 def test_float32(student, rng, device, exercise):

@@ -30,11 +30,15 @@ def _snapshot(value: Any) -> Any:
 
 
 def vjp(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: torch.Tensor | None,
-        repeat: int) -> dict[str, Any]:
+        repeat: int, layouts: dict[str, str] | None = None) -> dict[str, Any]:
     calls = []
     inputs_after: dict[str, Any] = {}
+    layouts = layouts or {}
     for index in range(max(1, repeat)):
         call_args = {k: _fresh(v) for k, v in args.items()}
+        for name, layout in layouts.items():
+            if isinstance(call_args.get(name), torch.Tensor):
+                call_args[name] = _layout(call_args[name], str(layout))
         originals = {}
         for name in grad_wrt:
             tensor = call_args[name]
@@ -81,6 +85,26 @@ def clip_grad(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
             "same_grad_objects": same}
 
 
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values (on ``meta`` there are none: same shape and dtype is all one can ask)."""
+    if a.device.type == "meta" or b.device.type == "meta":
+        return a.shape == b.shape and a.dtype == b.dtype
+    return torch.equal(a, b.to(a.device))
+
+
+def _layout(value: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values in a non-contiguous leaf tensor: ``transposed`` (last two dimensions'
+    strides swapped) or ``strided`` (every other element of a larger storage)."""
+    if value.dim() == 0 or layout not in ("transposed", "strided"):
+        return value
+    if layout == "transposed" and value.dim() >= 2:
+        out = value.transpose(-1, -2).contiguous().transpose(-1, -2)
+    else:
+        out = torch.empty((*value.shape[:-1], 2 * value.shape[-1]), dtype=value.dtype, device=value.device)[..., ::2]
+        out.copy_(value)
+    return out.detach()
+
+
 def adam(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
     params = [p.detach().clone().requires_grad_(True) for p in args["params"]]
     states = [(torch.zeros_like(p, requires_grad=False), torch.zeros_like(p, requires_grad=False)) for p in params]
@@ -93,8 +117,7 @@ def adam(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
         value = fn(params, states, args["lr"], t, **options)
         returned.append(_snapshot(value))
         history.append([_snapshot(p) for p in params])
-        grads_kept = grads_kept and all(p.grad is not None and torch.equal(p.grad, g.to(p.grad.device))
-                                        for p, g in zip(params, step))
+        grads_kept = grads_kept and all(p.grad is not None and _same_values(p.grad, g) for p, g in zip(params, step))
     current = params + [t for vs in states for t in vs]
     same = all(a is b and a.data_ptr() == ptr for a, (b, ptr) in zip(current, identities))
     history_free = all(p.is_leaf and p.requires_grad and p.grad_fn is None for p in params) and all(
@@ -124,12 +147,12 @@ def q_train(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
         s, _ = env.reset(seed=int(args["seed"]) + episode)
         done = False
         while not done:
-            row = Q[s]
+            row = Q[s].tolist()
             if chooser.random() < args["epsilon"]:
                 a = chooser.randrange(n_actions)
             else:  # greedy, ties broken at random so an all-zero table still explores
-                best = [i for i in range(n_actions) if float(row[i]) == float(row.max())]
-                a = chooser.choice(best)
+                top = max(row)
+                a = chooser.choice([i for i in range(n_actions) if row[i] == top])
             s_next, r, terminated, truncated, _ = env.step(a)
             fn(Q, int(s), int(a), float(r), int(s_next), bool(terminated), args["alpha"], args["gamma"])
             transitions.append([s, a, r, s_next, float(terminated)])

@@ -53,6 +53,15 @@ def _student_traceback(exc: BaseException) -> tuple[str, str]:
     return message, detail
 
 
+def _raised_by_student(exc: BaseException, kind: type) -> bool:
+    """True when ``exc`` is a ``kind`` raised directly by the student's own code (a stub's
+    ``raise NotImplementedError()``), not by torch deep inside a call (meta kernels raise it too)."""
+    if not isinstance(exc, kind):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(_STUDENT_FILENAME_PREFIX)
+
+
 class Worker:
     def __init__(self, requests: io.BufferedReader, replies: io.BufferedWriter) -> None:
         import torch  # noqa: F401  (imported before any student code: the expensive part)
@@ -90,7 +99,7 @@ class Worker:
                 return self.call(header, tensors)
             return {"ok": False, "error": {"kind": "protocol", "message": f"unknown op {op!r}"}}, {}
         except BaseException as exc:  # noqa: BLE001 - everything the student raises is data here
-            kind = "not_implemented" if isinstance(exc, NotImplementedError) else "exception"
+            kind = "not_implemented" if _raised_by_student(exc, NotImplementedError) else "exception"
             message, detail = _student_traceback(exc)
             return {"ok": False, "error": {"kind": kind, "message": message, "detail": detail}}, {}
 
@@ -127,7 +136,7 @@ class Worker:
             if harness_name == "vjp":
                 upstream = self._materialise(header.get("upstream"), tensors, device)
                 value = self.harness.vjp(fn, args, list(header.get("grad_wrt", [])), upstream,
-                                         int(header.get("repeat", 1)))
+                                         int(header.get("repeat", 1)), dict(header.get("layouts") or {}))
             else:
                 value = self.harness.HARNESSES[harness_name](fn, args)
         encoder = self.protocol.Encoder()
