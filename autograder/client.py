@@ -213,7 +213,9 @@ class WorkerProcess:
         if self.launcher is not None:
             self._kill_launched()
             return
-        inits = sandbox.children(self.proc.pid) if self.sandboxed and self.proc.poll() is None else []
+        # The sandbox's PID 1 first: the kernel then kills everything in its PID namespace, and
+        # bubblewrap (its parent) reaps it, so that nothing is orphaned to the machine's init.
+        inits = sandbox.kill_sandbox(self.proc.pid) if self.sandboxed and self.proc.poll() is None else []
         try:
             os.killpg(self.proc.pid, 9)
         except (ProcessLookupError, PermissionError):

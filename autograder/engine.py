@@ -102,13 +102,23 @@ def _explain(excinfo: Any, skipped: bool = False) -> Outcome:
 
 
 # ----------------------------------------------------------------------- forbidden-call policy
-def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted) -> list[str]:
-    from .static_scan import scan
+def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, notes: list[str]) -> list[str]:
+    """Forbidden calls in the exercise's graded code. Tampering with the recorders counts against
+    the exercise only inside its graded code (the function and the helpers it reaches); elsewhere
+    it cannot change a verdict made here, so it is noted for review and costs nothing."""
+    from .static_scan import TAMPERING, scan
 
+    spans = nbio.graded_spans(extracted, exercise.name)
     out = []
     for f in scan(extracted.student_sources, exercise.name, exercise.forbidden):
         label = extracted.student_labels[f.cell] if 0 <= f.cell < len(extracted.student_labels) else "a cell"
-        out.append(f"{f.call} ({label}, line {f.line}: `{f.evidence}`)")
+        text = f"{f.call} ({label}, line {f.line}: `{f.evidence}`)"
+        if f.call == TAMPERING and not any(c == f.cell and a <= f.line <= b for c, a, b in spans):
+            note = f"for review: {text}, outside the graded functions"
+            if note not in notes:
+                notes.append(note)
+            continue
+        out.append(text)
     return out
 
 
@@ -215,7 +225,8 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         reason = sandbox_module.unavailable_reason()
         if reason:
             raise SandboxUnavailable(f"the sandbox is unavailable ({reason}); official grading refuses to run")
-    findings = {e.name: _static_findings(e, extracted) for e in exercises}
+    review_notes: list[str] = []
+    findings = {e.name: _static_findings(e, extracted, review_notes) for e in exercises}
     value_device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
     propagation = ["meta"] if device == "meta" else _propagation_devices()
     session = StudentSession(
@@ -224,7 +235,7 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         sentinels=sorted({s for e in exercises for s in _sentinels(e)}), slot=slot,
         call_timeout=max(e.timeout_s for e in exercises), launcher=launcher if sandbox else None)
     collector = _Collector(session, seed if seed is not None else secrets.randbits(62), value_device, propagation)
-    errors = list(extracted.problems)
+    errors = list(extracted.problems) + review_notes
     try:
         try:
             session.start()

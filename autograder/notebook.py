@@ -177,3 +177,35 @@ def signature_problem(exercise: registry.Exercise, definitions: dict[str, ast.Fu
     if args.vararg and got == expected[: len(got)]:
         return None
     return f"`{exercise.name}({', '.join(got)})` does not match the contract `{exercise.name}({exercise.signature})`"
+
+
+def graded_spans(extracted: Extracted, function: str) -> list[tuple[int, int, int]]:
+    """(student cell index, first line, last line) of the module-level definitions that the graded
+    ``function`` reaches by name, itself included (data only: parsed, never executed)."""
+    defs: dict[str, list[tuple[int, ast.AST]]] = {}
+    for index, source in enumerate(extracted.student_sources):
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defs.setdefault(node.name, []).append((index, node))
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        defs.setdefault(target.id, []).append((index, node))
+    reached, todo = set(), [function]
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in defs:
+            continue
+        reached.add(name)
+        for _, node in defs[name]:
+            todo.extend(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+    spans = []
+    for name in reached:
+        for index, node in defs[name]:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            spans.append((index, first, node.end_lineno or node.lineno))
+    return spans

@@ -4,7 +4,11 @@ The sandbox sees a read-only view of the system's ``/usr``, the Python installat
 virtual environment, the worker package (``autograder/worker``, which holds no tests and no
 reference), a private ``/proc``, a minimal ``/dev`` and a small private ``/tmp``. It has its own
 user, PID, network (no interfaces but loopback), IPC, UTS and cgroup namespaces, cannot create
-further user namespaces, starts from an empty environment, and dies with the grader.
+further user namespaces, starts from an empty environment, and dies with the grader. A seccomp
+filter (``autograder/seccomp.py``) denies the system calls student code never needs (debugging other
+processes, mounts, namespaces, kernel keyrings, BPF, io_uring, sockets other than Unix sockets).
+Since the worker is PID 1's child in its own PID namespace, killing the sandbox kills every process
+the submission started: nothing is left behind between submissions.
 
 When the grader runs as root, the worker runs as a dedicated unprivileged uid (one per concurrent
 slot, so per-uid process limits apply to one submission at a time). The sources it needs may live
@@ -15,13 +19,16 @@ binds them from there to their usual paths.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import seccomp
 
 WORKER_PACKAGE = Path(__file__).resolve().parent / "worker"
 SANDBOX_WORKER_ROOT = "/opt/autograder"  # the worker package appears as /opt/autograder/worker
@@ -36,7 +43,8 @@ class Limits:
     processes: int = 64  # tasks (threads count) of the sandbox uid
     file_size: int = 16 << 20
     open_files: int = 256
-    tmp_bytes: int = 64 << 20
+    tmp_bytes: int = 64 << 20  # the private /tmp (the only writable folder but /dev/shm)
+    shm_bytes: int = 16 << 20  # the private /dev/shm
 
 
 DEFAULT_LIMITS = Limits()
@@ -98,9 +106,46 @@ def worker_python_code() -> str:
             "from worker.main import main; main(int(sys.argv[1]), int(sys.argv[2]))")
 
 
-def bwrap_command(binds: list[tuple[str, str]], device: str, limits: Limits) -> list[str]:
+@dataclass
+class Launch:
+    """A sandboxed worker's command line and the descriptors it needs (``pass_fds``), which the
+    caller closes once the process has started."""
+
+    command: list[str]
+    fds: list[int] = field(default_factory=list)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
+
+
+def bwrap_path() -> str:
+    """bubblewrap's absolute path (the sandbox refuses to start without it)."""
+    return shutil.which("bwrap") or "bwrap"
+
+
+def seccomp_fd() -> int | None:
+    """A readable descriptor holding the seccomp program (a pipe: bubblewrap reads it to the end and
+    closes it), or None on an architecture without a filter (see ``SECURITY.md``)."""
+    data = seccomp.program()
+    if data is None:
+        return None
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, data)  # a few hundred bytes: always fits in the pipe's buffer
+    finally:
+        os.close(write_end)
+    return read_end
+
+
+def bwrap_command(binds: list[tuple[str, str]], device: str, limits: Limits,
+                  seccomp_fd: int | None = None) -> list[str]:
     """The bubblewrap invocation, given (source, destination) read-only binds."""
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+    cmd = [bwrap_path(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
            "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
     for key, value in _env(device).items():
         cmd += ["--setenv", key, value]
@@ -108,22 +153,40 @@ def bwrap_command(binds: list[tuple[str, str]], device: str, limits: Limits) -> 
     for source, dest in binds:
         cmd += ["--ro-bind", source, dest]
     cmd += ["--proc", "/proc", "--dev", "/dev", *_device_binds(device),
-            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
+    if seccomp_fd is not None:
+        cmd += ["--seccomp", str(seccomp_fd)]
     python = os.path.join(os.path.realpath(sys.prefix), "bin", "python")
     cmd += ["--", python, "-I", "-c", worker_python_code()]
     return cmd
 
 
-def sandboxed_command(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS) -> list[str]:
-    return prlimit_prefix(limits, True) + _sandboxed(device, slot, limits)
+def sandboxed_command(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS,
+                      seccomp_fd: int | None = None) -> list[str]:
+    """The full command line (limits, then the sandbox); ``seccomp_fd`` must be passed to it."""
+    return prlimit_prefix(limits, True) + oom_prefix() + _sandboxed(device, slot, limits, seccomp_fd)
 
 
-def _sandboxed(device: str, slot: int, limits: Limits) -> list[str]:
+def launch(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS) -> Launch:
+    """How to start a sandboxed worker: the command line plus the seccomp program's descriptor."""
+    fd = seccomp_fd()
+    return Launch(sandboxed_command(device, slot, limits, fd), [] if fd is None else [fd])
+
+
+def oom_prefix() -> list[str]:
+    """Make the sandbox the kernel's first choice when memory runs out (``oom_score_adj`` 1000,
+    set while still root so that the submission cannot lower it again): without cgroups, the
+    per-process address-space limit does not bound a submission's processes together."""
+    return ["choom", "-n", "1000", "--"] if shutil.which("choom") else []
+
+
+def _sandboxed(device: str, slot: int, limits: Limits, seccomp_fd: int | None = None) -> list[str]:
     sources = _python_sources()
     worker_dest = f"{SANDBOX_WORKER_ROOT}/worker"
     if os.geteuid() != 0:
         binds = [(p, p) for p in sources] + [(str(WORKER_PACKAGE), worker_dest)]
-        return ["env", "-i", shutil.which("bwrap") or "bwrap", *bwrap_command(binds, device, limits)[1:]]
+        return ["env", "-i", *bwrap_command(binds, device, limits, seccomp_fd)]
     # Root: stage the sources where an unprivileged uid can reach them, then drop to that uid.
     all_sources = sources + [str(WORKER_PACKAGE)]
     staged = [f"{STAGING}/{i}" for i in range(len(all_sources))]
@@ -132,12 +195,12 @@ def _sandboxed(device: str, slot: int, limits: Limits) -> list[str]:
     script = [f"mount -t tmpfs -o size=64k,mode=755 agstage {STAGING}"]
     for i, (source, target) in enumerate(zip(all_sources, staged)):
         script += [f'mkdir {target}', f'mount --bind "${i + 1}" {target}', f"mount -o remount,bind,ro {target}"]
-    script.append(f'shift {len(all_sources)}; exec "$@"')
+    script.append(f'shift {len(all_sources)}; cd /; exec env -i "$@"')  # nothing of the shell reaches PID 1
     drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
             "--bounding-set=-all", "--"]
     return ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-ec", "; ".join(script), "sh", *all_sources, *drop,
-            *bwrap_command(binds, device, limits)]
+            *bwrap_command(binds, device, limits, seccomp_fd)]
 
 
 def plain_command(limits: Limits = DEFAULT_LIMITS) -> list[str]:
@@ -155,8 +218,126 @@ def prlimit_prefix(limits: Limits, sandboxed: bool) -> list[str]:
     args = ["prlimit", f"--cpu={limits.cpu_seconds}", f"--fsize={limits.file_size}",
             f"--nofile={limits.open_files}", "--core=0", f"--as={limits.address_space}"]
     if sandboxed:
-        args.append(f"--nproc={limits.processes}")
+        args.append(f"--nproc={process_limit(limits)}")
     return [*args, "--"]
+
+
+def process_limit(limits: Limits) -> int:
+    """RLIMIT_NPROC for the sandbox. The kernel counts every task (threads included) of the real
+    uid against it. As root, the sandbox runs as the slot's own uid: the limit is the submission's.
+    Otherwise the sandbox's uid is the grader's, whose own tasks (this process's threads, a CI
+    runner's agent) count too: the limit is then what that uid runs now plus the submission's
+    share, shared by concurrent slots (SECURITY.md: run as root to isolate slots)."""
+    if os.geteuid() == 0:
+        return limits.processes
+    import resource
+
+    wanted = tasks_of(os.getuid()) + limits.processes
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]  # not root: cannot be raised
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+def tasks_of(uid: int) -> int:
+    """How many tasks (threads included) processes whose real uid is ``uid`` have now."""
+    total = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as handle:
+                status = handle.read()
+        except OSError:
+            continue
+        real_uid = threads = None
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                real_uid = int(line.split()[1])
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+        if real_uid == uid:
+            total += threads or 1
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (for the outer bubblewrap process: the sandbox's PID 1)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid).encode():
+            found.append(int(entry))
+    return found
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_sandbox(outer_pid: int) -> list[int]:
+    """SIGKILL the PID 1 of the sandbox started as ``outer_pid`` (the outer bubblewrap process) and
+    return its pid, for :func:`wait_gone`. The kernel kills every process of its PID namespace,
+    and bubblewrap, its parent, reaps it and exits. Signals go through a pidfd opened while the
+    process is still ``outer_pid``'s child, so a recycled pid is never signalled."""
+    import signal
+
+    killed = []
+    for pid in children(outer_pid):
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError) as exc:  # no pidfds here: killing the outer process does it
+            if getattr(exc, "errno", None) != errno.ESRCH:
+                killed.append(pid)
+            continue
+        try:
+            if _parent(pid) == outer_pid:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                killed.append(pid)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def wait_gone(pids: list[int], timeout: float = 5.0) -> bool:
+    """Wait until none of ``pids`` is alive. When a sandbox's PID 1 is gone (or a zombie), the
+    kernel has already killed and reaped every process of its PID namespace, so nothing of the
+    submission is left to interfere with the next one (its uid's process count included)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -166,12 +347,15 @@ def unavailable_reason() -> str | None:
         return "bubblewrap (bwrap) is not installed"
     if os.geteuid() == 0 and (shutil.which("setpriv") is None or shutil.which("unshare") is None):
         return "setpriv/unshare (util-linux) are missing"
-    cmd = sandboxed_command()
-    probe = cmd[: cmd.index("-I") + 1] + ["-c", "import sys; sys.exit(0)"]
+    spec = launch()
+    probe = spec.command[: spec.command.index("-I") + 1] + ["-c", "import sys; sys.exit(0)"]
     try:
-        done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                              pass_fds=spec.fds)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap could not start ({exc.__class__.__name__})"
+    finally:
+        spec.close()
     if done.returncode != 0:
         line = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
         return f"bubblewrap could not start: {line[:200]}"

@@ -111,3 +111,5 @@ def test_no_mutation(student, rng, device, exercise):
     for name in ("y_hat", "y"):
         expect_equal(result.inputs_after.get(name), args[name].to(device), quantity=f"{name} after the call",
                      hint=HINT_NO_MUTATION)
+    # leaving the inputs alone is only worth a point when the function also does its job
+    _expect_output(result, args, device, FLOAT64, exercise, "output")

@@ -142,3 +142,6 @@ def test_no_mutation(student, rng, device, exercise):
     X = normal(rng, *SHAPE, scale=SCALE)
     result = student.vjp(EXERCISE, {"X": X}, device=device)
     expect_equal(result.inputs_after["X"], X.to(device), quantity="X after the call", hint=HINT_NO_MUTATION)
+    # leaving X alone is only worth a point when the function also does its job
+    expected = reference_output(reference_softmax, {"X": X})
+    expect_close(result.output, expected.to(device), quantity="output", exercise=exercise, hint=HINT_VALUES)
