@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TextIO
 
-from autograder import ci, registry
+from autograder import batch, ci, registry
 from autograder.errors import SandboxUnavailable, UnusableInput
 from autograder.report import FORMATS, render, text
 from autograder.report.common import clip, one_line
@@ -130,6 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
         except UnusableInput as error:
             unusable.append(f"{path.relative_to(args.submissions)}: unusable input: {error}")
             continue
+        result.notebook = str(path.relative_to(args.submissions))  # the student folder tells them apart
         results.append(result)
         _emit(_terminal_text(result), sys.stdout)
     if results:
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     ci.add_parser(commands)  # grading a pull request: autograder/ci.py
+    batch.add_parser(commands)  # grading a class: autograder/batch/
     return parser
 
 

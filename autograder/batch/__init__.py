@@ -1,0 +1,190 @@
+"""Grading a whole class: ``python -m autograder grade-batch PATH...`` (see ``docs/batch.md``).
+
+The batch, as stages:
+
+1. **discover** every notebook under the paths (``discover.py``), each under a stable key;
+2. **skip** those already graded with unchanged content by the same grader (their JSON records);
+3. **grade** the rest in parallel (``local.py``: a process pool on this machine; ``ray_executor.py``:
+   Ray actors on a local instance or a cluster), each grader owning one sandbox slot with a warm
+   fork server (``autograder/forkserver.py``) and one long-lived pytest session
+   (``autograder/suite_server.py``), saving each record as soon as it exists;
+4. **report**: CSV tables, the class report (HTML), optionally the nbgrader gradebook.
+
+This process never imports torch or runs student code: it reads files, dispatches and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from autograder.batch import discover, outputs
+from autograder.errors import SandboxUnavailable, UnusableInput
+
+DEFAULT_REPORT = Path("reports") / "batch"
+EXIT_OK, EXIT_INTERNAL, EXIT_UNUSABLE = 0, 1, 2
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """The ``grade-batch`` subcommand, added to the command line's subparsers."""
+    parser = commands.add_parser(
+        "grade-batch", help="grade many submissions in parallel (resumable), with CSV and a class report",
+        description="Grade every notebook under PATH (nbgrader's submitted/<student>/<assignment>/ layout, or plain "
+        "files and folders) in parallel sandboxes. Submissions graded before, with unchanged content and the same "
+        "grader, are not graded again. Exit status: 0 all graded (whatever the scores), 1 some could not be graded "
+        "because of a grader error (run again to retry them), 2 unusable arguments or no sandbox.")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="notebooks, or folders of them")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="submissions graded at once (default: the number of CPUs)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: processes on this machine; ray: Ray actors (default: local)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="an existing Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device the tests run on")
+    parser.add_argument("--gpus-per-worker", type=float, default=1.0, metavar="F",
+                        help="with --executor ray --device cuda: GPUs Ray reserves per worker (may be a fraction)")
+    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, metavar="DIR",
+                        help=f"where records, CSV tables and the class report go (default: {DEFAULT_REPORT})")
+    parser.add_argument("--gradebook", metavar="DB_URL",
+                        help="also write the scores into this nbgrader gradebook (e.g. sqlite:///gradebook.db)")
+    parser.add_argument("--seed", type=int, help="seed of the random test inputs for every submission "
+                        "(default: a fresh one per submission, recorded in its JSON)")
+    parser.add_argument("--force", action="store_true", help="grade every submission again")
+    parser.add_argument("--first-slot", type=int, default=0, metavar="K",
+                        help="sandbox slots K..K+N-1 (uids 61000+slot when root); keep concurrent batches apart")
+    parser.set_defaults(run=run_command)
+    return parser
+
+
+def _record(submission: discover.Submission, out: dict[str, Any], grader: str, device: str) -> dict[str, Any]:
+    return {"key": submission.key, "path": str(submission.path), "student": submission.student,
+            "assignment": (out.get("result") or {}).get("assignment") or submission.assignment,
+            "notebook": submission.notebook, "status": out["status"], "message": out.get("message", ""),
+            "sha256": out.get("sha256", ""), "grader": grader, "device": device, "seed": out.get("seed"),
+            "seconds": out.get("seconds"), "cpu": out.get("cpu"), "slot": out.get("slot"), "result": out.get("result")}
+
+
+def _up_to_date(record: dict[str, Any] | None, digest: str, grader: str, device: str, seed: int | None) -> bool:
+    return (record is not None and record.get("status") in ("graded", "unusable") and record.get("sha256") == digest
+            and record.get("grader") == grader and record.get("device") == device
+            and (seed is None or record.get("seed") == seed))
+
+
+def _preload(module: str) -> None:
+    try:
+        if module.startswith("matplotlib"):
+            import matplotlib
+
+            matplotlib.use("Agg")
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - imported again, with its error, where it is used
+        pass
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from autograder import sandbox
+
+    console = Console(stderr=True)
+    if args.workers < 1:
+        raise UnusableInput("--workers must be at least 1")
+    if args.report.exists() and not args.report.is_dir():
+        raise UnusableInput(f"--report {args.report}: not a folder")
+    submissions = discover.discover(args.paths)
+    if not submissions:
+        raise UnusableInput("no notebooks found under " + ", ".join(map(str, args.paths)))
+    reason = sandbox.unavailable_reason() if args.executor == "local" else None
+    if reason:
+        raise SandboxUnavailable(f"the sandbox is unavailable ({reason}); official grading refuses to run")
+    started = time.monotonic()
+    grader = discover.grader_fingerprint()
+    report = args.report
+    (report / outputs.RECORDS).mkdir(parents=True, exist_ok=True)
+
+    records: dict[str, dict[str, Any]] = {}
+    tasks: list[dict[str, Any]] = []
+    by_key = {s.key: s for s in submissions}
+    for submission in submissions:
+        path = outputs.record_path(report, submission.record_name)
+        try:
+            digest = discover.sha256(submission.path.read_bytes())
+        except OSError as exc:
+            raise UnusableInput(f"{submission.path}: cannot be read ({exc.strerror})") from None
+        previous = None if args.force else outputs.read_record(path)
+        if _up_to_date(previous, digest, grader, args.device, args.seed):
+            records[submission.key] = previous  # type: ignore[assignment]
+            continue
+        tasks.append({"key": submission.key, "name": submission.notebook, "path": str(submission.path.resolve()),
+                      "sha256": digest, "assignment": submission.assignment, "device": args.device,
+                      "seed": args.seed if args.seed is not None else secrets.randbits(62)})
+
+    workers = max(1, min(args.workers, len(tasks))) if tasks else 0
+    # The class report's plotting library loads while the graders start (this process is idle then).
+    threading.Thread(target=_preload, args=("matplotlib.pyplot",), daemon=True).start()
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
+    aborted: list[str] = []
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("grading", total=len(tasks), last=f"{len(records)} up to date, {workers} workers")
+
+        def on_result(out: dict[str, Any]) -> None:
+            if out["status"] == "no_sandbox":
+                aborted.append(out["message"])
+                raise SandboxUnavailable(out["message"])
+            submission = by_key[out["key"]]
+            record = _record(submission, out, grader, args.device)
+            outputs.write_record(outputs.record_path(report, submission.record_name), record)
+            records[submission.key] = record
+            result = out.get("result") or {}
+            last = (f"{submission.key}: {result['score']:g}/{result['max_score']:g}" if result
+                    else f"{submission.key}: {out['status']}")
+            progress.update(bar, advance=1, last=last[-60:])
+
+        if tasks:
+            common = {"workers": workers, "device": args.device, "first_slot": args.first_slot,
+                      "log_folder": report / "logs", "on_result": on_result}
+            (report / "logs").mkdir(exist_ok=True)
+            if args.executor == "ray":
+                from autograder.batch import ray_executor
+
+                ray_executor.run(tasks, address=args.ray_address, gpus_per_worker=args.gpus_per_worker, **common)
+            else:
+                from autograder.batch import local
+
+                local.run(tasks, **common)
+
+    ordered = [records[s.key] for s in submissions if s.key in records]
+    tables = outputs.write_tables(report, ordered)
+    from autograder.batch import class_report
+
+    wall = time.monotonic() - started
+    html = class_report.write(report / "class_report.html", ordered,
+                              note=f"Grader {grader}, device {args.device}.")
+    lines = [f"{len(tasks)} graded, {len(submissions) - len(tasks)} up to date, in {wall:.1f} s "
+             f"({wall / max(1, len(tasks)):.3f} s per graded submission, {workers} workers, {args.executor})"]
+    if args.gradebook:
+        from autograder.batch import gradebook
+
+        written, skipped = gradebook.write(args.gradebook, ordered)
+        lines.append(f"gradebook: {written} submissions written to {args.gradebook}")
+        lines += [f"gradebook: skipped {line}" for line in skipped[:20]]
+    errors = [r for r in ordered if r["status"] == "error"]
+    unusable = [r for r in ordered if r["status"] == "unusable"]
+    if unusable:
+        lines.append(f"{len(unusable)} unusable: " + "; ".join(f"{r['key']} ({r['message']})" for r in unusable[:5]))
+    if errors:
+        lines.append(f"{len(errors)} not graded because of grader errors (not the students' fault; run again to retry): "
+                     + "; ".join(r["key"] for r in errors[:5]))
+    lines.append(f"records in {report / outputs.RECORDS}; tables {', '.join(p.name for p in tables)}; class report {html}")
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    return EXIT_INTERNAL if errors else EXIT_OK

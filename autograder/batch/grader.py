@@ -1,0 +1,114 @@
+"""A batch grader: one sandbox slot (a zygote) and one pytest session, grading one task at a time.
+
+Both executors use it: the local one runs one per process of a process pool, the Ray one one per
+actor. A *task* is a plain dictionary (it crosses process and machine boundaries)::
+
+    {"key", "name": file name, "path" or "data": the notebook, "assignment": id or None,
+     "seed": int, "device": "cpu" | "cuda"}
+
+and :meth:`SlotGrader.grade` returns a plain dictionary::
+
+    {"key", "status": "graded" | "unusable" | "error" | "no_sandbox", "result": NotebookResult JSON
+     or None, "message", "sha256" of what was graded, "seed", "slot", "seconds"}
+
+Student code runs only in the slot's sandbox; the submission is copied to a private temporary folder
+of the grader (named as the student named it: the engine identifies assignments by file name).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from autograder.batch.discover import sha256
+
+# nbformat imports jsonschema, whose optional IRI format checker builds a grammar at import time
+# (about 2 s of CPU); notebook validation never checks IRIs, so graders do without it.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+class SlotGrader:
+    def __init__(self, slot: int, device: str = "cpu") -> None:
+        from autograder import forkserver
+
+        self.slot_number = slot
+        self.device = device
+        self.slot = forkserver.Slot(slot, device=self._worker_device(device))
+        self.slot.start()  # the sandbox imports torch while this process imports the engine
+        from autograder.suite_server import SuiteServer
+
+        self.suites = SuiteServer()
+        try:
+            self.slot.ensure()
+        except forkserver.SlotError as exc:  # reported by every grading on this slot until it starts
+            sys.stderr.write(f"autograder: {exc}\n")
+
+    @staticmethod
+    def _worker_device(device: str) -> str:
+        """The engine's choice (``grade_notebook``): CUDA where asked for and present, else the CPU."""
+        if device != "cuda":
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def grade(self, task: dict[str, Any]) -> dict[str, Any]:
+        from autograder import sandbox
+        from autograder.engine import grade_notebook
+        from autograder.errors import SandboxUnavailable, UnusableInput
+
+        started = time.monotonic()
+        out: dict[str, Any] = {"key": task["key"], "status": "error", "result": None, "message": "",
+                               "seed": task["seed"], "slot": self.slot_number, "sha256": task.get("sha256", "")}
+        reason = sandbox.unavailable_reason()
+        if reason:  # official grading fails closed: the batch stops
+            out.update(status="no_sandbox", message=f"the sandbox is unavailable on {os.uname().nodename} ({reason}); "
+                                                    "official grading refuses to run")
+            return out
+        try:
+            data = task["data"] if task.get("data") is not None else Path(task["path"]).read_bytes()
+        except OSError as exc:
+            out.update(status="unusable", message=f"cannot be read ({exc.strerror or type(exc).__name__})")
+            return out
+        out["sha256"] = sha256(data)
+        cpu, sandbox_cpu = time.process_time(), self.slot.sandbox_cpu
+        with tempfile.TemporaryDirectory(prefix="autograder-batch-") as folder:
+            path = Path(folder) / (Path(task["name"]).name or "submission.ipynb")
+            path.write_bytes(data)
+            try:
+                self.slot.reset()
+                sandbox_cpu = self.slot.sandbox_cpu  # from here: this submission's
+                result = grade_notebook(path, device=task.get("device", self.device), assignment=task.get("assignment"),
+                                        seed=task["seed"], slot=self.slot_number, launcher=self.slot,
+                                        run_suites=self.suites)
+                out.update(status="graded", result=result.to_json())
+            except UnusableInput as exc:
+                out.update(status="unusable", message=str(exc).replace(str(path), path.name))
+            except SandboxUnavailable as exc:
+                out.update(status="no_sandbox", message=str(exc))
+            except Exception as exc:  # noqa: BLE001 - a grader bug, not the student's fault; retried on resume
+                out.update(status="error", message=f"internal grader error (not the student's fault): "
+                                                   f"{type(exc).__name__}: {exc}"[:1000])
+            finally:
+                self.slot.reset()
+        out["seconds"] = round(time.monotonic() - started, 3)
+        out["cpu"] = {"grader": round(time.process_time() - cpu, 3),
+                      "sandbox": round(max(0.0, self.slot.sandbox_cpu - sandbox_cpu), 3)}
+        return out
+
+    def close(self) -> None:
+        self.slot.close()
+        self.suites.close()
+
+
+def redirect_output(log: Path) -> None:
+    """Send this process's stdout and stderr (descriptors 1 and 2) to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

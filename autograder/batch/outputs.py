@@ -1,0 +1,83 @@
+"""What a batch writes: one JSON record per submission, and CSV tables over the class.
+
+``<report>/submissions/<key>.json`` — written (atomically) as soon as the submission is graded,
+so an interrupted batch resumes where it stopped::
+
+    {"key", "path", "student", "assignment", "notebook", "status", "message", "sha256", "grader",
+     "device", "seed", "graded_at", "seconds", "cpu": {"grader", "sandbox"}, "slot",
+     "result": <NotebookResult JSON> | null}
+
+``status`` is ``graded``, ``unusable`` (not a notebook, unknown assignment: the student's input)
+or ``error`` (a grader failure, never the student's: graded again on the next run).
+
+``<report>/tests.csv`` (a row per submission and hidden test), ``<report>/exercises.csv`` (a row
+per submission and exercise) and ``<report>/submissions.csv`` (a row per submission).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+RECORDS = "submissions"
+
+
+def record_path(report: Path, record_name: str) -> Path:
+    return report / RECORDS / record_name
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**record, "graded_at": record.get("graded_at") or
+              datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _who(record: dict[str, Any]) -> list[Any]:
+    result = record.get("result") or {}
+    return [record["key"], record.get("student") or "", record.get("assignment") or result.get("assignment", ""),
+            record.get("notebook", "")]
+
+
+def _write(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_tables(report: Path, records: list[dict[str, Any]]) -> list[Path]:
+    who = ["key", "student", "assignment", "notebook"]
+    tests, exercises, submissions = [], [], []
+    for record in records:
+        result = record.get("result")
+        if result is None:
+            submissions.append([*_who(record), record.get("status", ""), "", "", record.get("message", "")])
+            continue
+        submissions.append([*_who(record), record.get("status", ""), result["score"], result["max_score"],
+                            "; ".join(result.get("errors", []))])
+        for exercise in result["exercises"]:
+            exercises.append([*_who(record), exercise["name"], exercise["status"], exercise["score"],
+                              exercise["max_score"], exercise.get("message", "")])
+            for test in exercise["tests"]:
+                tests.append([*_who(record), exercise["name"], test["name"], test["passed"], test["points"],
+                              test["max_points"], test.get("message", "")])
+    paths = [report / "tests.csv", report / "exercises.csv", report / "submissions.csv"]
+    _write(paths[0], [*who, "exercise", "test", "passed", "points", "max_points", "message"], tests)
+    _write(paths[1], [*who, "exercise", "status", "score", "max_score", "message"], exercises)
+    _write(paths[2], [*who, "status", "score", "max_score", "problems"], submissions)
+    return paths
