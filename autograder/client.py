@@ -211,7 +211,8 @@ class WorkerProcess:
         if self.dead is None:
             self.dead = reason
         if self.launcher is not None:
-            self._kill_launched()
+            self.proc.kill_tree()  # the zygote kills every process of the sandbox and empties /tmp
+            self._close_and_reap()
             return
         # The sandbox's PID 1 first: the kernel then kills everything in its PID namespace, and
         # bubblewrap (its parent) reaps it, so that nothing is orphaned to the machine's init.
@@ -220,19 +221,10 @@ class WorkerProcess:
             os.killpg(self.proc.pid, 9)
         except (ProcessLookupError, PermissionError):
             pass
-        for stream in (self.requests, self.replies):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        self._close_and_reap()
         sandbox.wait_gone(inits)  # the sandbox's PID 1 gone: every process it held is gone
 
-    def _kill_launched(self) -> None:
-        self.proc.kill_tree()  # the zygote kills every process of the sandbox and empties /tmp
+    def _close_and_reap(self) -> None:
         for stream in (self.requests, self.replies):
             try:
                 stream.close()
