@@ -49,6 +49,8 @@ from nbgrader.plugins import ExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 
 from autograder import registry
+from autograder.safeio import no_links_below
+from autograder.safeio import row as safe_row
 from autograder.report.common import clip, points, visible
 
 #: Key of the engine's results in the conversion's ``resources`` and in the autograded notebook's
@@ -148,6 +150,27 @@ def feedback_text(exercise: dict[str, Any], errors: Iterable[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------- only what was submitted
+def submitted_problem(preprocessor: Any, resources: ResourcesDict) -> str | None:
+    """None when the submission nbgrader reads (``submitted/<student>/<assignment>/<nb>.ipynb``)
+    is a regular file reached through real folders; else one line saying which part is a link."""
+    from nbgrader.coursedir import CourseDirectory
+
+    info = resources.get("nbgrader") or {}
+    student, assignment, notebook = info.get("student"), info.get("assignment"), info.get("notebook")
+    if not (student and assignment and notebook):
+        return None
+    coursedir = CourseDirectory(config=preprocessor.config)
+    submitted = Path(coursedir.root) / coursedir.submitted_directory
+    path = submitted / str(student) / str(assignment) / f"{notebook}.ipynb"
+    if not path.parent.parent.parent.is_dir():
+        return None  # not graded from nbgrader's layout here
+    problem = no_links_below(path, submitted)
+    if problem is None:
+        return None
+    return problem.replace(str(submitted) + "/", "submitted/") + "; only regular files are graded and it was not read"
+
+
 # ------------------------------------------------------------------------ sanitize: metadata
 class RestoreCellMetadata(NbGraderPreprocessor):
     """Make a submission's nbgrader metadata the release's, whatever the student did to it.
@@ -164,6 +187,10 @@ class RestoreCellMetadata(NbGraderPreprocessor):
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
         info = resources["nbgrader"]
+        problem = submitted_problem(self, resources)
+        if problem:  # graded as an empty notebook: nothing of what the link points to is kept
+            self.log.error("Not reading the submission: %s", problem)
+            nb.cells = []
         with Gradebook(info["db_url"]) as gb:
             notebook = gb.find_notebook(info["notebook"], info["assignment"])
             grade_cells = {c.name: float(c.max_score) for c in notebook.grade_cells}
@@ -249,7 +276,12 @@ class GradeWithEngine(NbGraderPreprocessor):
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
         info = resources["nbgrader"]
+        problem = submitted_problem(self, resources)
+        if problem:  # the sanitize pass already emptied it; say why the score is 0
+            nb.cells = [c for c in nb.cells if c.cell_type != "code" or utils.is_grade(c)]
         result = self.grade(nb, info["assignment"], info["notebook"])
+        if problem:
+            result.errors.insert(0, problem)
         data = result.to_json()
         by_cell = {registry.TEST_PREFIX + e["name"]: e for e in data["exercises"]}
         resources[RESULTS_KEY] = {
@@ -433,7 +465,7 @@ class ExerciseCsvExportPlugin(ExportPlugin):
                     for column in columns:
                         raw = column.removeprefix("exercise:") if clash else column
                         values.append(per_cell.get(raw, ""))
-                    writer.writerow(["" if v is None else str(v) for v in values])
+                    writer.writerow(safe_row(["" if v is None else str(v) for v in values]))
 
     @staticmethod
     def _row(gradebook: Gradebook, assignment: Any, student: Any) -> dict[str, Any] | None:

@@ -20,12 +20,12 @@ import nbformat
 from . import registry
 from .client import Cell
 from .errors import UnusableInput
+from .safeio import read_submitted
 
 REPO = Path(__file__).resolve().parent.parent
 RELEASE_DIR = REPO / "assignments"
 SOURCE_DIR = REPO / "solutions"
-MAX_NOTEBOOK_BYTES = 64 << 20
-MAX_CODE_BYTES = 2 << 20
+from .limits import MAX_CELL_BYTES, MAX_CELLS, MAX_CODE_BYTES, MAX_CODE_CELLS, MAX_NOTEBOOK_BYTES  # noqa: F401
 
 _SKIPPED_PREFIXES = (registry.CHECK_PREFIX, registry.TEST_PREFIX, registry.DEMO_PREFIX)
 
@@ -42,15 +42,7 @@ class Extracted:
 def load(path: str | Path) -> nbformat.NotebookNode:
     """Read and validate a notebook, or raise UnusableInput with one line saying why."""
     path = Path(path)
-    if not path.is_file():
-        raise UnusableInput(f"{path}: no such file")
-    try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            raise UnusableInput(f"{path}: {size / 2**20:.0f} MiB is larger than the {MAX_NOTEBOOK_BYTES >> 20} MiB limit")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UnusableInput(f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    raw = read_submitted(path, limit=MAX_NOTEBOOK_BYTES)  # a regular file only, never through a link
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

@@ -27,6 +27,8 @@ from typing import Any
 
 from autograder.batch import discover, outputs
 from autograder.errors import SandboxUnavailable, UnusableInput
+from autograder.limits import MAX_NOTEBOOK_BYTES
+from autograder.safeio import read_submitted
 
 DEFAULT_REPORT = Path("reports") / "batch"
 EXIT_OK, EXIT_INTERNAL, EXIT_UNUSABLE = 0, 1, 2
@@ -99,7 +101,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise UnusableInput("--workers must be at least 1")
     if args.report.exists() and not args.report.is_dir():
         raise UnusableInput(f"--report {args.report}: not a folder")
-    submissions = discover.discover(args.paths)
+    skipped: list[str] = []
+    submissions = discover.discover(args.paths, skipped)
     if not submissions:
         raise UnusableInput("no notebooks found under " + ", ".join(map(str, args.paths)))
     reason = sandbox.unavailable_reason() if args.executor == "local" else None
@@ -115,15 +118,19 @@ def run_command(args: argparse.Namespace) -> int:
     by_key = {s.key: s for s in submissions}
     for submission in submissions:
         path = outputs.record_path(report, submission.record_name)
-        try:
-            digest = discover.sha256(submission.path.read_bytes())
-        except OSError as exc:
-            raise UnusableInput(f"{submission.path}: cannot be read ({exc.strerror})") from None
+        try:  # a regular file, never through a symbolic link (checked again when it is graded)
+            digest = discover.sha256(read_submitted(submission.path, below=submission.root, limit=MAX_NOTEBOOK_BYTES))
+        except UnusableInput as exc:  # the student's input: recorded, the batch goes on
+            record = _record(submission, {"status": "unusable", "message": str(exc)}, grader, args.device)
+            outputs.write_record(path, record)
+            records[submission.key] = record
+            continue
         previous = None if args.force else outputs.read_record(path)
         if _up_to_date(previous, digest, grader, args.device, args.seed):
             records[submission.key] = previous  # type: ignore[assignment]
             continue
-        tasks.append({"key": submission.key, "name": submission.notebook, "path": str(submission.path.resolve()),
+        tasks.append({"key": submission.key, "name": submission.notebook, "path": str(submission.path.absolute()),
+                      "root": str((submission.root or submission.path.parent).absolute()),
                       "sha256": digest, "assignment": submission.assignment, "device": args.device,
                       "seed": args.seed if args.seed is not None else secrets.randbits(62)})
 
@@ -179,6 +186,8 @@ def run_command(args: argparse.Namespace) -> int:
         lines += [f"gradebook: skipped {line}" for line in skipped[:20]]
     errors = [r for r in ordered if r["status"] == "error"]
     unusable = [r for r in ordered if r["status"] == "unusable"]
+    if skipped:
+        lines.append(f"{len(skipped)} skipped (symbolic links or not regular files, never read): " + "; ".join(skipped[:5]))
     if unusable:
         lines.append(f"{len(unusable)} unusable: " + "; ".join(f"{r['key']} ({r['message']})" for r in unusable[:5]))
     if errors:

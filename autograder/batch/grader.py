@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from autograder.batch.discover import sha256
+from autograder.errors import UnusableInput
+from autograder.limits import MAX_NOTEBOOK_BYTES
+from autograder.safeio import read_submitted
 
 # nbformat imports jsonschema, whose optional IRI format checker builds a grammar at import time
 # (about 2 s of CPU); notebook validation never checks IRIs, so graders do without it.
@@ -59,7 +62,7 @@ class SlotGrader:
     def grade(self, task: dict[str, Any]) -> dict[str, Any]:
         from autograder import sandbox
         from autograder.engine import grade_notebook
-        from autograder.errors import SandboxUnavailable, UnusableInput
+        from autograder.errors import SandboxUnavailable
 
         started = time.monotonic()
         out: dict[str, Any] = {"key": task["key"], "status": "error", "result": None, "message": "",
@@ -69,10 +72,11 @@ class SlotGrader:
             out.update(status="no_sandbox", message=f"the sandbox is unavailable on {os.uname().nodename} ({reason}); "
                                                     "official grading refuses to run")
             return out
-        try:
-            data = task["data"] if task.get("data") is not None else Path(task["path"]).read_bytes()
-        except OSError as exc:
-            out.update(status="unusable", message=f"cannot be read ({exc.strerror or type(exc).__name__})")
+        try:  # a regular file below the course root, never through a symbolic link
+            data = task["data"] if task.get("data") is not None else read_submitted(
+                task["path"], below=task.get("root") or str(Path(task["path"]).parent), limit=MAX_NOTEBOOK_BYTES)
+        except UnusableInput as exc:
+            out.update(status="unusable", message=str(exc))
             return out
         out["sha256"] = sha256(data)
         cpu, sandbox_cpu = time.process_time(), self.slot.sandbox_cpu

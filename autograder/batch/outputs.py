@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from autograder.safeio import row as safe_row
+
 RECORDS = "submissions"
 
 
@@ -57,7 +59,7 @@ def _write(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows(safe_row(r) for r in rows)  # names and messages are the students': no formulas
 
 
 def write_tables(report: Path, records: list[dict[str, Any]]) -> list[Path]:

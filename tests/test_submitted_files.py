@@ -1,0 +1,101 @@
+"""Only what was submitted is read: regular files, no symbolic link at any level; identity from
+nbgrader's layout; names that cannot become spreadsheet formulas. Fast: no sandbox."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder import safeio
+from autograder.batch import discover, outputs
+from autograder.errors import UnusableInput
+
+REPO = Path(__file__).resolve().parents[1]
+NB = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def _put(path: Path, text: str = NB) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_read_submitted_refuses_links_fifos_and_linked_folders(tmp_path: Path) -> None:
+    secret = _put(tmp_path / "solutions" / "nb.ipynb", '{"secret": 1}')
+    course = tmp_path / "submitted"
+    good = _put(course / "ann" / "a" / "nb.ipynb")
+    assert safeio.read_submitted(good, below=course, limit=1 << 20) == NB.encode()
+    link = course / "bob" / "a" / "nb.ipynb"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(secret)
+    with pytest.raises(UnusableInput, match="symbolic link"):
+        safeio.read_submitted(link, below=course, limit=1 << 20)
+    (course / "eve").symlink_to(secret.parent.parent)  # a linked folder on the way
+    (secret.parent.parent / "a").mkdir()
+    _put(secret.parent.parent / "a" / "nb.ipynb", '{"secret": 2}')
+    with pytest.raises(UnusableInput, match="symbolic link"):
+        safeio.read_submitted(course / "eve" / "a" / "nb.ipynb", below=course, limit=1 << 20)
+    fifo = course / "ann" / "a" / "fifo.ipynb"
+    os.mkfifo(fifo)
+    with pytest.raises(UnusableInput, match="not a regular file"):
+        safeio.read_submitted(fifo, below=course, limit=1 << 20)
+    big = _put(course / "ann" / "a" / "big.ipynb", "x" * 2000)
+    with pytest.raises(UnusableInput, match="limit"):
+        safeio.read_submitted(big, below=course, limit=1000)
+
+
+def test_grade_refuses_a_linked_notebook_with_one_line(tmp_path: Path) -> None:
+    target = REPO / "solutions" / "01_linear_models" / "linear_models.ipynb"
+    link = tmp_path / "linear_models.ipynb"
+    link.symlink_to(target)
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(link), "--no-sandbox"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "symbolic link" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
+
+
+def test_discover_takes_identity_from_the_layout_and_skips_links(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    sub = course / "submitted"
+    _put(sub / "alice" / "01_linear_models" / "linear_models.ipynb")
+    # alice plants a notebook that looks like bob's inside her own folder: not bob's, not a submission
+    _put(sub / "alice" / "01_linear_models" / "submitted" / "bob" / "01_linear_models" / "linear_models.ipynb")
+    _put(sub / "bob" / "01_linear_models" / "linear_models.ipynb")
+    solution = REPO / "solutions" / "02_mlp" / "mlp.ipynb"
+    (sub / "carl" / "02_mlp").mkdir(parents=True)
+    (sub / "carl" / "02_mlp" / "mlp.ipynb").symlink_to(solution)
+    (sub / "dora").symlink_to(sub / "bob")  # a whole folder linked to another student's
+    skipped: list[str] = []
+    found = discover.discover([course], skipped)
+    assert [(s.key, s.student, s.assignment) for s in found] == [
+        ("alice/01_linear_models/linear_models.ipynb", "alice", "01_linear_models"),
+        ("bob/01_linear_models/linear_models.ipynb", "bob", "01_linear_models"),
+    ]
+    assert found[1].path == sub / "bob" / "01_linear_models" / "linear_models.ipynb"
+    assert any("carl" in s for s in skipped) and any("dora" in s for s in skipped)
+    # plain folders: links are not followed either
+    plain = tmp_path / "plain"
+    _put(plain / "mine.ipynb")
+    (plain / "theirs.ipynb").symlink_to(solution)
+    (plain / "deep").symlink_to(REPO / "solutions")
+    assert [s.key for s in discover.discover([plain], skipped)] == ["mine.ipynb"]
+
+
+def test_csv_cells_cannot_become_formulas(tmp_path: Path) -> None:
+    assert safeio.cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert safeio.cell("+1+1") == "'+1+1" and safeio.cell("@SUM(A1)") == "'@SUM(A1)" and safeio.cell("-2+3") == "'-2+3"
+    assert safeio.cell("ann\x00\x1b[31m") == "ann  [31m" and safeio.cell(3.5) == 3.5 and safeio.cell("ann") == "ann"
+    record = {"key": "=cmd|'/C calc'!A0/01_linear_models/nb.ipynb", "student": "=cmd|'/C calc'!A0",
+              "assignment": "01_linear_models", "notebook": "@nb.ipynb", "status": "unusable",
+              "message": "+bad", "result": None}
+    for path in outputs.write_tables(tmp_path, [record]):
+        for row in csv.reader(path.open()):
+            for value in row:
+                assert not value.startswith(("=", "+", "-", "@")), (path.name, value)
