@@ -256,6 +256,14 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str) -
     pending = [s for s in report.submissions if s.outcome == "pending"]
     if not pending:
         return
+    from autograder import hidden
+
+    refusal = hidden.refusal()
+    if refusal:  # the workflow restores the hidden suites first; without them nothing is scored
+        report.failure = refusal
+        for submission in pending:
+            submission.outcome, submission.message = "not_run", "not graded: grading could not run"
+        return
     engine = _engine()
     with tempfile.TemporaryDirectory(prefix="autograder-ci-") as scratch:
         for submission in pending:

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TextIO
 
-from autograder import batch, ci, registry
+from autograder import batch, ci, hidden, publish, registry
 from autograder.errors import SandboxUnavailable, UnusableInput
 from autograder.report import FORMATS, render, text
 from autograder.report.common import clip, one_line
@@ -88,6 +88,9 @@ def _quietly(call: Callable[..., NotebookResult], *args: object, **kwargs: objec
 
 
 def _grade(args: argparse.Namespace) -> int:
+    refusal = hidden.refusal()
+    if refusal:  # the students' repository: no hidden tests, so no score at all rather than zeros
+        raise UnusableInput(refusal)
     _check_output(args.output)
     result = _quietly(
         _engine().grade_notebook,
@@ -170,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ci.add_parser(commands)  # grading a pull request: autograder/ci.py
     batch.add_parser(commands)  # grading a class: autograder/batch/
+    publish.add_parser(commands)  # the students' repository: autograder/publish.py
     return parser
 
 

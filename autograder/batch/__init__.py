@@ -105,6 +105,11 @@ def run_command(args: argparse.Namespace) -> int:
     submissions = discover.discover(args.paths, skipped)
     if not submissions:
         raise UnusableInput("no notebooks found under " + ", ".join(map(str, args.paths)))
+    from autograder import hidden
+
+    refusal = hidden.refusal()
+    if refusal:
+        raise UnusableInput(refusal)
     reason = sandbox.unavailable_reason() if args.executor == "local" else None
     if reason:
         raise SandboxUnavailable(f"the sandbox is unavailable ({reason}); official grading refuses to run")
