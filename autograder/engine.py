@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from . import notebook as nbio
-from . import registry, sandbox
+from . import limits, registry, sandbox
 from .client import StudentError, StudentSession
 from .errors import SandboxUnavailable
 from .results import ExerciseResult, NotebookResult, TestResult, exercise_status
@@ -102,7 +102,8 @@ def _explain(excinfo: Any, skipped: bool = False) -> Outcome:
 
 
 # ----------------------------------------------------------------------- forbidden-call policy
-def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, notes: list[str]) -> list[str]:
+def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, notes: list[str],
+                     deadline: float | None = None) -> list[str]:
     """Forbidden calls in the exercise's graded code. Tampering with the recorders counts against
     the exercise only inside its graded code (the function and the helpers it reaches); elsewhere
     it cannot change a verdict made here, so it is noted for review and costs nothing."""
@@ -110,9 +111,9 @@ def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, not
 
     spans = nbio.graded_spans(extracted, exercise.name)
     out = []
-    for f in scan(extracted.student_sources, exercise.name, exercise.forbidden):
+    for f in scan(extracted.student_sources, exercise.name, exercise.forbidden, deadline=deadline):
         label = extracted.student_labels[f.cell] if 0 <= f.cell < len(extracted.student_labels) else "a cell"
-        text = f"{f.call} ({label}, line {f.line}: `{f.evidence}`)"
+        text = f"{f.call} ({label}, line {f.line}: `{f.evidence}`)" if f.cell >= 0 else f.call
         if f.call == TAMPERING and not any(c == f.cell and a <= f.line <= b for c, a, b in spans):
             note = f"for review: {text}, outside the graded functions"
             if note not in notes:
@@ -226,7 +227,8 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         if reason:
             raise SandboxUnavailable(f"the sandbox is unavailable ({reason}); official grading refuses to run")
     review_notes: list[str] = []
-    findings = {e.name: _static_findings(e, extracted, review_notes) for e in exercises}
+    scan_deadline = time.thread_time() + limits.SCAN_SECONDS  # one budget for the whole submission
+    findings = {e.name: _static_findings(e, extracted, review_notes, scan_deadline) for e in exercises}
     value_device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
     propagation = ["meta"] if device == "meta" else _propagation_devices()
     session = StudentSession(

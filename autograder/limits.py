@@ -13,10 +13,12 @@ MAX_CELLS = 2000  # cells of any type; more: the notebook is unusable
 MAX_CELL_BYTES = 256 << 10  # one code cell's source; a larger cell is not run (reported)
 MAX_CODE_BYTES = 2 << 20  # all code cells together; the rest is not run (reported)
 MAX_CODE_CELLS = 500  # code cells the worker executes; the rest is not run (reported)
+MAX_IPYTHON_CELL_BYTES = 16 << 10  # larger cells are never given to IPython's transformer (plain Python only)
+MAX_IPYTHON_CELLS = 32  # cells with IPython syntax transformed per notebook; later ones: plain Python only
 MAX_NESTING = 100  # brackets/indentation depth accepted by the pre-parse check (parse bombs)
 
 # ------------------------------------------------------------------------------ the static scan
-SCAN_SECONDS = 20.0  # CPU seconds of static scanning per submission; past it: "too complex to verify"
+SCAN_SECONDS = 10.0  # CPU seconds of static scanning per submission; past it: "too complex to verify"
 
 # ------------------------------------------------------------------------------ replies (worker -> grader)
 MAX_REPLY_HEADER_BYTES = 4 << 20  # one reply's JSON header

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from .safeio import read_submitted
 REPO = Path(__file__).resolve().parent.parent
 RELEASE_DIR = REPO / "assignments"
 SOURCE_DIR = REPO / "solutions"
-from .limits import MAX_CELL_BYTES, MAX_CELLS, MAX_CODE_BYTES, MAX_CODE_CELLS, MAX_NOTEBOOK_BYTES  # noqa: F401
+from .limits import (MAX_CELL_BYTES, MAX_CELLS, MAX_CODE_BYTES, MAX_CODE_CELLS, MAX_IPYTHON_CELL_BYTES,  # noqa: F401
+                     MAX_IPYTHON_CELLS, MAX_NESTING, MAX_NOTEBOOK_BYTES)
 
 _SKIPPED_PREFIXES = (registry.CHECK_PREFIX, registry.TEST_PREFIX, registry.DEMO_PREFIX)
 
@@ -49,6 +51,8 @@ def load(path: str | Path) -> nbformat.NotebookNode:
         raise UnusableInput(f"{path}: not a notebook (the file is not JSON)") from None
     if not isinstance(data, dict) or "cells" not in data or not isinstance(data.get("cells"), list):
         raise UnusableInput(f"{path}: not a notebook (JSON without a list of cells)")
+    if len(data["cells"]) > MAX_CELLS:  # before nbformat validates them one by one
+        raise UnusableInput(f"{path}: {len(data['cells'])} cells, more than the {MAX_CELLS} a notebook may have")
     try:
         nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     except Exception as exc:  # nbformat raises several types for malformed documents
@@ -105,8 +109,25 @@ def _is_setup(grade_id: str) -> bool:
     return grade_id.startswith(registry.SETUP_PREFIXES)
 
 
+_IPYTHON_SYNTAX = re.compile(r"^[ \t]*(?:%|!)|^[^#\n]*=[ \t]*(?:%|!)|\?[ \t]*$", re.M)
+
+
+def has_ipython_syntax(source: str) -> bool:
+    """Whether a cell may hold IPython syntax (magics, shell escapes, ``obj?``): a cheap scan."""
+    return _IPYTHON_SYNTAX.search(source) is not None
+
+
 def to_python(source: str) -> str:
-    """IPython syntax (``%magic``, ``!cmd``, ``%%cell``) to plain Python, as a string transform."""
+    """IPython syntax (``%magic``, ``!cmd``, ``%%cell``) to plain Python, as a string transform.
+    Plain Python, and cells with no IPython syntax, are returned as they are: IPython's transformer
+    is slow (seconds for a few hundred KiB), so it only ever sees small cells that need it."""
+    if not has_ipython_syntax(source) or len(source) > MAX_IPYTHON_CELL_BYTES:
+        return source
+    try:
+        ast.parse(source)
+        return source
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
@@ -115,13 +136,24 @@ def to_python(source: str) -> str:
         return source
 
 
+def _too_deep(tree: ast.AST, limit: int) -> bool:
+    """True when the syntax tree is more than ``limit`` levels deep (iterative: any depth)."""
+    todo = [(tree, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > limit:
+            return True
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return False
+
+
 def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) -> Extracted:
     trusted_ids = {_grade_id(c): c for c in (trusted.cells if trusted else []) if _grade_id(c)}
     out = Extracted(cells=[], student_sources=[])
     for grade_id, cell in trusted_ids.items():
         if cell.get("cell_type") == "code" and _is_setup(grade_id):
             out.cells.append(Cell(_source(cell), f"provided cell {grade_id}"))
-    total = 0
+    total = code_cells = magic_cells = 0
     for number, cell in enumerate(nb.cells, start=1):
         if cell.get("cell_type") != "code":
             continue
@@ -131,19 +163,43 @@ def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) ->
             continue  # checks, tests and demos never run; set-up runs from the trusted copy
         if known is not None and known.get("cell_type") == "code" and not _is_solution(known):
             continue  # another locked cell of the release: never the student's to change
-        source = to_python(_source(cell))
-        if not source.strip():
+        raw = _source(cell)
+        if not raw.strip():
             continue
-        total += len(source)
+        # Input limits before any parsing: IPython's transformer and ast.parse cost far more than
+        # the text's size (seconds and GiB for a few MiB).
+        code_cells += 1
+        if code_cells > MAX_CODE_CELLS:
+            out.problems.append(f"cell {number}: the notebook has more than {MAX_CODE_CELLS} code cells; "
+                                "the rest was not run")
+            break
+        if len(raw) > MAX_CELL_BYTES:
+            out.problems.append(f"cell {number}: {len(raw) >> 10} KiB of code, more than the {MAX_CELL_BYTES >> 10} KiB "
+                                "a cell may hold; the cell was not run")
+            out.student_sources.append("")
+            out.student_labels.append(f"cell {number}")
+            continue
+        total += len(raw)
         if total > MAX_CODE_BYTES:
             out.problems.append(f"cell {number}: the notebook has more than {MAX_CODE_BYTES >> 20} MiB of code; the rest was ignored")
             break
+        source = raw
+        if has_ipython_syntax(raw) and magic_cells < MAX_IPYTHON_CELLS:
+            magic_cells += 1
+            source = to_python(raw)
         try:
             tree = ast.parse(source)
-        except (SyntaxError, ValueError) as exc:
-            line = getattr(exc, "lineno", None)
-            where = f", line {line}" if line else ""
-            out.problems.append(f"cell {number}{where}: {exc.__class__.__name__}: {getattr(exc, 'msg', exc)}; the cell was not run")
+            if _too_deep(tree, MAX_NESTING):
+                raise RecursionError
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            if isinstance(exc, (RecursionError, MemoryError)):
+                out.problems.append(f"cell {number}: the code is nested more than {MAX_NESTING} levels deep; "
+                                    "the cell was not run")
+            else:
+                line = getattr(exc, "lineno", None)
+                where = f", line {line}" if line else ""
+                message = " ".join(str(getattr(exc, "msg", exc)).split())[:200]
+                out.problems.append(f"cell {number}{where}: {exc.__class__.__name__}: {message}; the cell was not run")
             out.student_sources.append("")
             out.student_labels.append(f"cell {number}")
             continue
@@ -178,7 +234,7 @@ def graded_spans(extracted: Extracted, function: str) -> list[tuple[int, int, in
     for index, source in enumerate(extracted.student_sources):
         try:
             tree = ast.parse(source)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import builtins
 import itertools
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -43,6 +44,7 @@ TAMPERING = "recorder tampering"
 DYNAMIC_CODE = "dynamic code execution"
 DYNAMIC_ATTRIBUTE = "dynamic attribute access on torch (cannot be verified)"
 DYNAMIC_IMPORT = "dynamic import (cannot be verified)"
+TOO_COMPLEX = "code too complex to verify in the time allowed"
 
 EVIDENCE_CHARS = 80
 
@@ -89,16 +91,33 @@ class Finding:
     evidence: str  # the offending source text, at most EVIDENCE_CHARS characters
 
 
-def scan(cells: list[str], function: str, forbidden: Sequence[Forbidden]) -> list[Finding]:
+def scan(cells: list[str], function: str, forbidden: Sequence[Forbidden], *,
+         deadline: float | None = None) -> list[Finding]:
     """Findings for the graded ``function`` defined in ``cells`` (plain Python; unparsable cells
-    are skipped), against the exercise's ``forbidden`` routines, sorted by cell and line."""
+    are skipped), against the exercise's ``forbidden`` routines, sorted by cell and line.
+
+    ``deadline`` (a ``time.thread_time()`` value) bounds the work: code that takes longer to
+    resolve (thousands of conditional rebindings) cannot be verified and is reported as
+    ``TOO_COMPLEX``, which counts as forbidden like the other unverifiable constructs."""
     if not forbidden:
         return []
-    program = _Program(cells)
     findings: dict[tuple[str, int, int], Finding] = {}
-    _GradedScan(program, _Matcher(forbidden), findings).run(function)
-    _TamperScan(program, findings).run()
+    try:
+        program = _Program(cells, deadline)
+        _GradedScan(program, _Matcher(forbidden), findings).run(function)
+        _TamperScan(program, findings).run()
+    except _Exhausted:
+        findings[(TOO_COMPLEX, -1, 0)] = Finding(TOO_COMPLEX, -1, 0, "the static check ran out of time")
     return sorted(findings.values(), key=lambda f: (f.cell, f.line, f.call))
+
+
+class _Exhausted(Exception):
+    """The static scan's time budget is spent."""
+
+
+def _tick(program: "_Program") -> None:
+    if program.deadline is not None and time.thread_time() > program.deadline:
+        raise _Exhausted
 
 
 # -- where nodes come from -------------------------------------------------------------------------
@@ -159,7 +178,8 @@ class _Path:
 
 
 class _Program:
-    def __init__(self, cells: list[str]) -> None:
+    def __init__(self, cells: list[str], deadline: float | None = None) -> None:
+        self.deadline = deadline
         self.trees: list[tuple[ast.Module, _Source]] = []
         self.bindings: dict[str, list[_Binding]] = {}
         self.star_imports: list[str] = []
@@ -182,6 +202,7 @@ class _Program:
             self._bind_statement(statement, source, replace)
 
     def _bind_statement(self, node: ast.stmt, source: _Source, replace: bool) -> None:
+        _tick(self)
         bind = self._bind
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bind(node.name, _Binding("def", node, source, node), replace)
@@ -394,6 +415,7 @@ class _Evaluator:
         self.memo: dict[tuple[str, int, int], object] = {}
 
     def _memoised(self, kind: str, compute, node: ast.AST, scope: _Scope, depth: int, unknown):
+        _tick(self.program)
         key = (kind, id(node), id(scope))
         found = self.memo.get(key)
         if found is _BUSY:
@@ -680,6 +702,7 @@ class _Walker:
             self.findings[key] = Finding(call, source.cell, key[2], source.evidence(node))
 
     def visit(self, node: ast.AST, scope: _Scope, source: _Source) -> None:
+        _tick(self.program)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             for outer in [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]:
                 if outer is not None:

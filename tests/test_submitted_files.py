@@ -50,6 +50,7 @@ def test_read_submitted_refuses_links_fifos_and_linked_folders(tmp_path: Path) -
         safeio.read_submitted(big, below=course, limit=1000)
 
 
+@pytest.mark.slow
 def test_grade_refuses_a_linked_notebook_with_one_line(tmp_path: Path) -> None:
     target = REPO / "solutions" / "01_linear_models" / "linear_models.ipynb"
     link = tmp_path / "linear_models.ipynb"
@@ -99,3 +100,51 @@ def test_csv_cells_cannot_become_formulas(tmp_path: Path) -> None:
         for row in csv.reader(path.open()):
             for value in row:
                 assert not value.startswith(("=", "+", "-", "@")), (path.name, value)
+
+
+# ------------------------------------------------------------------- input limits before parsing
+def _notebook(cells: list[str], extra: int = 0) -> dict:
+    code = [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+             "source": s} for i, s in enumerate(cells)]
+    code += [{"cell_type": "markdown", "id": f"m{i}", "metadata": {}, "source": "x"} for i in range(extra)]
+    return {"cells": code, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_input_limits_and_parse_bombs_are_the_students_problems(tmp_path: Path) -> None:
+    import time
+
+    from autograder import limits
+    from autograder import notebook as nbio
+
+    path = _put(tmp_path / "many.ipynb", json.dumps(_notebook([], extra=limits.MAX_CELLS + 1)))
+    with pytest.raises(UnusableInput, match="cells, more than"):
+        nbio.load(path)
+    bombs = ["x = " + "(" * 250 + "1" + ")" * 250,  # the parser's own nesting limit
+             "x = " + "-" * 5000 + "1",  # unary chain: too deep for the AST
+             "x = " + "+".join(["a"] * 20_000),  # left-deep binary chain
+             "x = 1\n" * (limits.MAX_CELL_BYTES // 6 + 10),  # too big to parse
+             "%time 1\n" + "x = " + "+".join(["a"] * 60_000),  # IPython syntax in a big cell: no transformer
+             "def softmax(X):\n    return X.exp() / X.exp().sum(-1, keepdim=True)\n"]
+    started = time.monotonic()
+    nb = nbio.load(_put(tmp_path / "bombs.ipynb", json.dumps(_notebook(bombs))))
+    extracted = nbio.extract(nb, None)
+    assert time.monotonic() - started < 20
+    assert [c.label for c in extracted.cells] == ["cell 6"]
+    assert len(extracted.problems) == 5 and all(len(p.splitlines()) == 1 for p in extracted.problems)
+    assert "not run" in " ".join(extracted.problems)
+
+
+def test_static_scan_is_bounded(tmp_path: Path) -> None:
+    import time
+
+    from autograder import registry
+    from autograder.static_scan import TOO_COMPLEX, scan
+
+    rebinds = "\n".join(f"if c{i}:\n    f{i} = f\n    f = f{i}" for i in range(4000))
+    code = f"import torch\nf = torch.exp\n{rebinds}\ndef softmax(X):\n    return f(X) / f(X).sum(-1, keepdim=True)\n"
+    started = time.thread_time()
+    found = scan([code], "softmax", registry.BY_NAME["softmax"].forbidden, deadline=time.thread_time() + 1.0)
+    assert time.thread_time() - started < 5
+    assert [f.call for f in found] == [TOO_COMPLEX]
+    deep = "def softmax(X):\n    return " + "+".join(["torch.softmax(X, -1)"] * 90) + "\n"
+    assert [f.call for f in scan(["import torch\n" + deep], "softmax", registry.BY_NAME["softmax"].forbidden)]
