@@ -40,7 +40,7 @@ system-deps:
 
 # Regenerate the student notebooks from solutions/ (nbgrader generate_assignment, all assignments).
 assignments: $(STAMP)
-	$(PY) -m autograder.release
+	$(PY) -m autograder.frontends.release
 
 clean:
 	rm -rf $(VENV) .pytest_cache build reports

@@ -1,7 +1,7 @@
 """This repository is an nbgrader course: sources in solutions/, student versions in assignments/.
 
 `nbgrader autograde` is scored by the course's sandboxed engine, not by running the notebooks in
-a kernel (see docs/instructors.md and autograder/nbgrader_plugin.py).
+a kernel (see docs/instructors.md and autograder/frontends/nbgrader_plugin.py).
 """
 
 import os
@@ -33,7 +33,7 @@ if COURSE_ROOT not in sys.path:
 # Classes are named, not imported: nothing here can fail, because traitlets ignores a config file
 # that raises and nbgrader would then fall back to executing notebooks in a kernel. A broken
 # `autograder` package makes every notebook fail to autograde instead (fail closed).
-PLUGIN = "autograder.nbgrader_plugin."
+PLUGIN = "autograder.frontends.nbgrader_plugin."
 
 # autograde, pass 1 (sanitize): metadata rebuilt from the gradebook, then nbgrader's usual steps.
 c.Autograde.sanitize_preprocessors = [

@@ -1,5 +1,5 @@
-"""``python -m autograder ...`` (see ``autograder/cli.py``)."""
+"""``python -m autograder ...`` (see ``autograder/frontends/cli.py``)."""
 
-from autograder.cli import main
+from autograder.frontends.cli import main
 
 raise SystemExit(main())

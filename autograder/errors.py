@@ -1,7 +1,7 @@
 """Errors the grader reports to its user as one line, not as a traceback.
 
 Anything else that escapes the engine is a grader bug: the command line reports it as an internal
-error that is not the student's fault (see ``autograder/cli.py`` for the exit statuses).
+error that is not the student's fault (see ``autograder/frontends/cli.py`` for the exit statuses).
 """
 
 from __future__ import annotations

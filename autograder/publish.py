@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from autograder import hidden, registry
+from autograder import hidden
+from autograder.course import registry
 from autograder.errors import UnusableInput
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -46,7 +46,7 @@ def implementations(exercise: str) -> dict[str, str]:
 
 def gradable_assignments() -> dict[str, list]:
     """Assignments whose every exercise has a hidden suite and known implementations."""
-    from autograder import registry
+    from autograder.course import registry
 
     return {a: exercises for a, exercises in registry.assignments().items()
             if all((SUITES / f"test_{e.name}.py").is_file() and (IMPLEMENTATIONS / f"{e.name}.py").is_file()
@@ -68,7 +68,7 @@ def _grade_id(cell: dict) -> str:
 def notebook_with(assignment: str, answers: dict[str, str]) -> dict:
     """The release notebook of ``assignment`` with ``answers`` (exercise -> implementation name or
     "stub") in its solution cells."""
-    from autograder import registry
+    from autograder.course import registry
 
     exercises = registry.assignments()[assignment]
     nb = release(assignment, exercises[0].notebook)

@@ -122,7 +122,7 @@ STUDENTS = [
 
 
 def build() -> list[Path]:
-    from autograder import registry
+    from autograder.course import registry
 
     written = []
     for student, assignment, answers in STUDENTS:

@@ -1,6 +1,6 @@
 """Reference implementations: the oracle the autograder compares submissions with.
 
-One function per exercise of ``autograder/registry.py``, named as the exercise, with the
+One function per exercise of ``autograder/course/registry.py``, named as the exercise, with the
 registry's signature and the contract of EXERCISES.md. Never shipped to students.
 """
 

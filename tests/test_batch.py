@@ -21,8 +21,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autograder import registry, sandbox  # noqa: E402
-from autograder.batch import class_report, discover, outputs  # noqa: E402
+from autograder.course import registry  # noqa: E402
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.report import class_report  # noqa: E402
+from autograder.frontends.batch import discover
+from autograder.report import class_outputs as outputs
 from bench import submissions as make  # noqa: E402
 
 SLOT = 60
@@ -127,7 +130,7 @@ def test_class_report_plots_distributions_ranks_failures_and_escapes(tmp_path: P
 
 
 def test_zygote_sandbox_is_the_cold_sandbox_as_pid_1_with_a_read_only_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    from autograder import forkserver
+    from autograder.sandbox import forkserver
 
     def command(device: str) -> list[str]:
         args, fds = forkserver.Slot(7, device=device).command()
@@ -155,7 +158,7 @@ def test_zygote_sandbox_is_the_cold_sandbox_as_pid_1_with_a_read_only_root(monke
 
 
 def test_ray_actors_ask_for_gpus_only_with_cuda() -> None:
-    from autograder.batch import ray_executor
+    from autograder.frontends.batch import ray_executor
 
     assert ray_executor.actor_resources("cpu", 1.0) == {"num_cpus": 1}
     assert ray_executor.actor_resources("cuda", 0.5) == {"num_cpus": 1, "num_gpus": 0.5}
@@ -185,7 +188,7 @@ def test_batch_gives_the_verdicts_of_one_by_one_grading(mixed_class: Path, tmp_p
     """Same seed, same results, message for message (where the student's code is deterministic);
     without a seed, the same statuses and scores."""
     _sandbox()
-    from autograder.engine import grade_notebook
+    from autograder.grading.engine import grade_notebook
 
     seeded = _batch(str(mixed_class), "--report", str(tmp_path / "seeded"), "--seed", str(SEED), "--workers", "2",
                     "--first-slot", str(SLOT))
@@ -416,9 +419,9 @@ def test_a_slot_whose_zygote_dies_is_restarted_cold(tmp_path: Path) -> None:
     """If the zygote dies (killed from outside: nothing inside can), the submission being graded
     loses only the call that was running, and the next submissions are graded normally."""
     _sandbox()
-    from autograder import forkserver
-    from autograder.engine import grade_notebook
-    from autograder.suite_server import SuiteServer
+    from autograder.sandbox import forkserver
+    from autograder.grading.engine import grade_notebook
+    from autograder.grading.suite_server import SuiteServer
 
     correct = _write(tmp_path, "a", _correct())
     slow = _correct()

@@ -3,10 +3,10 @@
 Each test builds a small course repository under ``tmp_path`` (a ``main`` branch with the course's
 notebooks, a ``pr`` branch with the student's changes) and grades ``pr`` against ``main``. The
 Markdown and JSON reports are parsed back and the exit statuses checked against the policy in
-``autograder/ci.py``: 0 graded whatever the score, 1 grader bug, 2 could not grade, 3 below
+``autograder/frontends/ci.py``: 0 graded whatever the score, 1 grader bug, 2 could not grade, 3 below
 ``--min-score``.
 
-Most tests stand a fake engine in for ``autograder.engine`` (the git side and the reports are what
+Most tests stand a fake engine in for ``autograder.grading.engine`` (the git side and the reports are what
 they test); the command-line tests run ``python -m autograder ci`` as CI does, and the slow tests
 at the end grade real notebooks in the real sandbox.
 """
@@ -26,10 +26,12 @@ from typing import Any
 
 import pytest
 
-from autograder import ci, cli, registry
+from autograder.frontends import ci
+from autograder.frontends import cli
+from autograder.course import registry
 from autograder.errors import SandboxUnavailable, UnusableInput
-from autograder.results import ExerciseResult, NotebookResult
-from autograder.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
+from autograder.report.results import ExerciseResult, NotebookResult
+from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ci.course_notebooks()  # release path -> assignment id
@@ -64,7 +66,7 @@ class Scratch:
         for path in NOTEBOOKS:
             self.write(path, notebook_bytes(f"release of {path}"))
         self.write("README.md", "# course\n")
-        self.write("autograder/engine.py", "GRADER = 'trusted'\n")
+        self.write("autograder/grading/engine.py", "GRADER = 'trusted'\n")
         self.commit("release")
 
     def git(self, *args: str) -> str:
@@ -114,10 +116,10 @@ def result_for(assignment: str, score_fraction: float = 1.0, message: str = "") 
 
 
 class FakeEngine(types.ModuleType):
-    """Stands in for ``autograder.engine``: records what it was given, does what ``behaviour`` says."""
+    """Stands in for ``autograder.grading.engine``: records what it was given, does what ``behaviour`` says."""
 
     def __init__(self) -> None:
-        super().__init__("autograder.engine")
+        super().__init__("autograder.grading.engine")
         self.calls: list[dict[str, Any]] = []
         self.behaviour: Callable[[Path, dict[str, Any]], NotebookResult] = lambda path, kw: result_for(kw["assignment"])
 
@@ -130,7 +132,7 @@ class FakeEngine(types.ModuleType):
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine()
-    monkeypatch.setitem(sys.modules, "autograder.engine", fake)
+    monkeypatch.setitem(sys.modules, "autograder.grading.engine", fake)
     monkeypatch.delenv("AUTOGRADER_DEBUG", raising=False)
     return fake
 
@@ -248,7 +250,7 @@ def test_changes_outside_notebooks_are_reported_not_executed(scratch: Scratch, t
                                                              engine: FakeEngine) -> None:
     def work(s: Scratch) -> None:
         s.write("assignments/07_rl/helper.py", "import os\nos.system('touch PWNED')\n")
-        s.write("autograder/engine.py", "open('PWNED', 'w').write('grader replaced')\n")
+        s.write("autograder/grading/engine.py", "open('PWNED', 'w').write('grader replaced')\n")
         s.write("conftest.py", "open('PWNED', 'w').write('conftest')\n")
         s.write(".github/workflows/grade-pr.yml", "on: push\n")
 
@@ -256,11 +258,11 @@ def test_changes_outside_notebooks_are_reported_not_executed(scratch: Scratch, t
     status, md, report = run_ci(scratch, tmp_path)
     assert status == ci.EXIT_OK and engine.calls == []
     listed = {c["path"]: c["change"] for c in report["other_changes"]}
-    assert listed == {"assignments/07_rl/helper.py": "added", "autograder/engine.py": "modified",
+    assert listed == {"assignments/07_rl/helper.py": "added", "autograder/grading/engine.py": "modified",
                       "conftest.py": "added", ".github/workflows/grade-pr.yml": "added"}
     assert report["other_changes_total"] == 4
     assert "### Other changes (reported, not run)" in md
-    assert "autograder/engine\\.py" in md
+    assert "autograder/grading/engine\\.py" in md
     assert not list(scratch.root.rglob("PWNED")) and not (ROOT / "PWNED").exists()
 
 
@@ -408,9 +410,9 @@ def test_hostile_file_names_are_shown_literally(scratch: Scratch, tmp_path: Path
 
 def test_a_huge_notebook_is_refused_before_it_is_read(scratch: Scratch, tmp_path: Path, engine: FakeEngine,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import autograder.notebook
+    import autograder.submission.notebook
 
-    monkeypatch.setattr(autograder.notebook, "MAX_NOTEBOOK_BYTES", 1 << 20)
+    monkeypatch.setattr(autograder.submission.notebook, "MAX_NOTEBOOK_BYTES", 1 << 20)
     scratch.pull_request(lambda s: s.write(RL, b"{" + b" " * (2 << 20) + b"}"))
     status, _, report = run_ci(scratch, tmp_path)
     assert status == ci.EXIT_OK and engine.calls == []
@@ -447,13 +449,13 @@ def reports(tmp_path: Path) -> tuple[str, dict]:
 
 
 def test_command_line_nothing_to_grade(scratch: Scratch, tmp_path: Path) -> None:
-    scratch.pull_request(lambda s: (s.write("autograder/engine.py", "open('PWNED', 'w')\n"), s.remove(RL)))
+    scratch.pull_request(lambda s: (s.write("autograder/grading/engine.py", "open('PWNED', 'w')\n"), s.remove(RL)))
     done = ci_command(scratch, tmp_path)
     assert done.returncode == ci.EXIT_OK, done.stderr
     md, report = reports(tmp_path)
     assert report["status"] == "nothing_to_grade"  # a deletion is reported, with nothing scored
     assert by_path(report)[RL]["outcome"] == "deleted"
-    assert [c["path"] for c in report["other_changes"]] == ["autograder/engine.py"]
+    assert [c["path"] for c in report["other_changes"]] == ["autograder/grading/engine.py"]
     assert "exit status 0" in done.stderr.splitlines()[-1]
     assert not (ROOT / "PWNED").exists() and not (scratch.root / "PWNED").exists()
 
@@ -504,7 +506,7 @@ def _with_suites() -> list[str]:
 
 @pytest.fixture
 def gradable() -> list[str]:
-    from autograder import sandbox
+    from autograder.sandbox import bubblewrap as sandbox
 
     reason = sandbox.unavailable_reason()
     if reason:
@@ -610,7 +612,7 @@ def test_real_grading_malicious_notebook(tmp_path: Path, gradable: list[str]) ->
     path = f"assignments/{_release_path(assignment)}"
     scratch = Scratch(tmp_path / "course")
     scratch.pull_request(lambda s: (s.write(path, json.dumps(nb)),
-                                    s.write("autograder/engine.py", "raise SystemExit('pwned grader')\n")))
+                                    s.write("autograder/grading/engine.py", "raise SystemExit('pwned grader')\n")))
     env = {**os.environ, "AUTOGRADER_CI_TEST_SECRET": SECRET}
     done = ci_command(scratch, tmp_path, env=env)
     assert done.returncode == ci.EXIT_OK, done.stderr
@@ -623,4 +625,4 @@ def test_real_grading_malicious_notebook(tmp_path: Path, gradable: list[str]) ->
     # The code ran (its exception is the feedback), without the secret, the suites or the network.
     assert "LEAK[no-secret]" in text and "HIDDEN[unreadable]" in text and "NET[unreachable]" in text
     assert not canary.exists()
-    assert [c["path"] for c in report["other_changes"]] == ["autograder/engine.py"]
+    assert [c["path"] for c in report["other_changes"]] == ["autograder/grading/engine.py"]

@@ -2,7 +2,7 @@
 status contract holds (0 graded, 2 unusable input or no sandbox, 1 grader bug), each failure as
 one line on stderr without a traceback.
 
-Most tests stand a fake engine in for ``autograder.engine``; the subprocess tests at the end use
+Most tests stand a fake engine in for ``autograder.grading.engine``; the subprocess tests at the end use
 the real one.
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from autograder import cli
+from autograder.frontends import cli
 from autograder.errors import AutogradeError, SandboxUnavailable, UnusableInput
 from autograder.report import render
-from autograder.results import ExerciseResult, NotebookResult
-from autograder.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
+from autograder.report.results import ExerciseResult, NotebookResult
+from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,10 +47,10 @@ def _result(notebook: str = "rl.ipynb", official: bool = True, score: float = 0.
 
 
 class FakeEngine(types.ModuleType):
-    """Stands in for ``autograder.engine``; records its calls, does what ``behaviour`` says."""
+    """Stands in for ``autograder.grading.engine``; records its calls, does what ``behaviour`` says."""
 
     def __init__(self) -> None:
-        super().__init__("autograder.engine")
+        super().__init__("autograder.grading.engine")
         self.calls: list[tuple[str, Any, dict[str, Any]]] = []
         self.behaviour: Callable[[str, Any, dict[str, Any]], NotebookResult] = lambda kind, path, kw: _result(
             Path(path).name, official=kw.get("sandbox", False)
@@ -68,7 +68,7 @@ class FakeEngine(types.ModuleType):
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine()
-    monkeypatch.setitem(sys.modules, "autograder.engine", fake)
+    monkeypatch.setitem(sys.modules, "autograder.grading.engine", fake)
     monkeypatch.delenv("AUTOGRADER_DEBUG", raising=False)
     return fake
 
@@ -287,11 +287,11 @@ def test_module_help_runs_without_the_engine() -> None:
 def test_a_grader_bug_in_a_real_process_is_one_line() -> None:
     script = (
         "import sys, types\n"
-        "fake = types.ModuleType('autograder.engine')\n"
+        "fake = types.ModuleType('autograder.grading.engine')\n"
         "def grade_notebook(path, **kw): raise ZeroDivisionError('division by zero')\n"
         "fake.grade_notebook = grade_notebook\n"
-        "sys.modules['autograder.engine'] = fake\n"
-        "from autograder.cli import main\n"
+        "sys.modules['autograder.grading.engine'] = fake\n"
+        "from autograder.frontends.cli import main\n"
         "raise SystemExit(main(['grade', 'rl.ipynb']))\n"
     )
     done = _run("-c", script)
@@ -300,7 +300,7 @@ def test_a_grader_bug_in_a_real_process_is_one_line() -> None:
 
 
 needs_engine = pytest.mark.skipif(
-    importlib.util.find_spec("autograder.engine") is None, reason="autograder/engine.py not written yet"
+    importlib.util.find_spec("autograder.grading.engine") is None, reason="autograder/grading/engine.py not written yet"
 )
 
 

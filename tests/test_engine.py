@@ -9,8 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import registry, sandbox
-from autograder.engine import check_notebook, grade_notebook
+from autograder.course import registry
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.grading.engine import check_notebook, grade_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "submissions"

@@ -1,4 +1,4 @@
-"""nbgrader end to end, scored by the sandboxed engine (autograder/nbgrader_plugin.py).
+"""nbgrader end to end, scored by the sandboxed engine (autograder/frontends/nbgrader_plugin.py).
 
 The fast tests check the wiring in nbgrader_config.py and each plugin piece in this process, with
 a hand-built gradebook. The slow ones build a scratch course from this repository (its config,
@@ -27,10 +27,10 @@ from nbformat.notebooknode import from_dict
 from traitlets.config.loader import PyFileConfigLoader
 from traitlets.utils.importstring import import_item
 
-from autograder import nbgrader_plugin as plugin
-from autograder import registry
-from autograder.results import ExerciseResult, NotebookResult
-from autograder.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
+from autograder.frontends import nbgrader_plugin as plugin
+from autograder.course import registry
+from autograder.report.results import ExerciseResult, NotebookResult
+from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the virtual environment's bin/: nbgrader, alembic
@@ -210,8 +210,8 @@ def test_export_adds_a_column_per_exercise(tmp_path: Path) -> None:
 
 
 def test_grade_with_engine_writes_feedback_and_strips_hidden_tests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from autograder import engine
-    from autograder import notebook as nbio
+    from autograder.grading import engine
+    from autograder.submission import notebook as nbio
 
     calls = []
 
@@ -250,7 +250,7 @@ def test_grade_with_engine_refuses_notebooks_the_registry_does_not_know() -> Non
 # ====================================================================== slow: the real course
 def _sandbox_reason() -> str | None:
     try:
-        from autograder import sandbox
+        from autograder.sandbox import bubblewrap as sandbox
     except Exception as error:  # noqa: BLE001
         return f"autograder.sandbox cannot be imported: {error}"
     return sandbox.unavailable_reason()

@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import release
-from autograder.registry import BY_NAME, CHECK_PREFIX, DEMO_PREFIX, SETUP_PREFIXES, TEST_PREFIX, assignments
+from autograder.frontends import release
+from autograder.course.registry import BY_NAME, CHECK_PREFIX, DEMO_PREFIX, SETUP_PREFIXES, TEST_PREFIX, assignments
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted({exercise.notebook_path for exercises in assignments().values() for exercise in exercises})

@@ -1,4 +1,4 @@
-"""The students' self-check (autograder/public.py): correct functions pass, buggy ones get a clear message."""
+"""The students' self-check (autograder/grading/public.py): correct functions pass, buggy ones get a clear message."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder.public import check, hidden_tests_run_by_the_grader
-from autograder.registry import BY_NAME, EXERCISES
+from autograder.grading.public import check, hidden_tests_run_by_the_grader
+from autograder.course.registry import BY_NAME, EXERCISES
 
 ROOT = Path(__file__).resolve().parents[1]
 

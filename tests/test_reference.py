@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import reference
-from autograder.registry import BY_NAME, EXERCISES, Exercise, PublicCase, Tolerance
+from autograder.course.registry import BY_NAME, EXERCISES, Exercise, PublicCase, Tolerance
 
 FLOAT_DTYPES = (torch.float64, torch.float32)
 DTYPE_IDS = ("float64", "float32")

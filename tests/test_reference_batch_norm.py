@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder.registry import DEFAULT_TOLERANCES, Tolerance
+from autograder.course.registry import DEFAULT_TOLERANCES, Tolerance
 from reference.normalization import batch_norm
 
 PROPERTIES = settings(max_examples=int(os.environ.get("REFERENCE_MAX_EXAMPLES", "40")), deadline=None)

@@ -21,7 +21,7 @@ from test_reference import (
     random_tensor, vjp_of,
 )
 
-from autograder.registry import DEFAULT_TOLERANCES
+from autograder.course.registry import DEFAULT_TOLERANCES
 from reference.linear import bce_with_logits
 
 NAME = "bce_with_logits"

@@ -23,7 +23,7 @@ from test_reference import (
     DTYPE_IDS, EXACT, FLOAT_DTYPES, LAYOUTS, PROPERTIES, assert_close, generator, random_tensor, widened,
 )
 
-from autograder.registry import DEFAULT_TOLERANCES, Tolerance
+from autograder.course.registry import DEFAULT_TOLERANCES, Tolerance
 from reference.optim import adagrad_step, rmsprop_step, sgd_momentum_step
 
 #: Steps of every trajectory.

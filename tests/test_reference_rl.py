@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from reference.rl import mdp_tensors, q_learning_update, sarsa_update, value_iteration
 from test_reference import EXACT, PROPERTIES, assert_close, f64, generator
-from autograder.registry import Tolerance
+from autograder.course.registry import Tolerance
 
 CLOSE = Tolerance(rtol=0.0, atol=1e-12)
 

@@ -20,7 +20,7 @@ from reference.attention import multi_head_attention
 from reference.transformer import layer_norm
 from test_reference import (DTYPE_IDS, EXACT, FLOAT_DTYPES, LAYOUTS, PROPERTIES, assert_close, assert_matches_oracle,
                             generator, random_tensor, widened)
-from autograder.registry import BY_NAME, DEFAULT_TOLERANCES, Tolerance
+from autograder.course.registry import BY_NAME, DEFAULT_TOLERANCES, Tolerance
 
 
 def tol(name: str, dtype: torch.dtype) -> Tolerance:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import reference
-from autograder import registry
+from autograder.course import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES_MD = ROOT.parent / "shared" / "EXERCISES.md"

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from autograder.report import FORMATS, gradescope, junit, markdown, render, text
 from autograder.report.common import one_line, visible
-from autograder.results import ExerciseResult, NotebookResult
-from autograder.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
+from autograder.report.results import ExerciseResult, NotebookResult
+from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
 EVIL = (
     "bad | pipe <script>alert(1)</script> <img src=x onerror=alert(1)>\n"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import sandbox, seccomp
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.sandbox import seccomp
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = next(p for p in (ROOT / "assignments/01_linear_models/linear_models.ipynb",
@@ -275,7 +276,7 @@ def test_official_grading_refuses_a_bubblewrap_that_cannot_start():
 
 
 def test_engine_refuses_before_running_any_student_code(monkeypatch):
-    from autograder import engine
+    from autograder.grading import engine
     from autograder.errors import SandboxUnavailable
 
     real_which = shutil.which

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from autograder import safeio
-from autograder.batch import discover, outputs
+from autograder.frontends.batch import discover
+from autograder.report import class_outputs as outputs
 from autograder.errors import UnusableInput
 
 REPO = Path(__file__).resolve().parents[1]

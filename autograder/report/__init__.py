@@ -1,4 +1,4 @@
-"""Reports, all rendered from the one result model (``autograder.results``).
+"""Reports, all rendered from the one result model (``autograder.report.results``).
 
 Each format is a module with a pure ``render(results) -> str``; ``results`` is one
 ``NotebookResult`` or a list of them. :func:`render` picks the module by format name.

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from autograder.results import ExerciseResult, NotebookResult
+from autograder.report.results import ExerciseResult, NotebookResult
 
 Results = NotebookResult | Sequence[NotebookResult]
 

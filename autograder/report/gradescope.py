@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from autograder.report.common import UNOFFICIAL, Results, as_list, clip, fraction, one_line, visible
-from autograder.results import ExerciseResult
+from autograder.report.results import ExerciseResult
 
 MESSAGE_LIMIT = 4000
 VISIBILITY = "visible"  # students see their feedback as soon as it is graded

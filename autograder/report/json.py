@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from autograder.report.common import Results, as_list, visible
-from autograder.results import NotebookResult
+from autograder.report.results import NotebookResult
 
 
 def _clean(value: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from autograder.report.common import Results, as_list, clip, one_line, points, visible
-from autograder.results import ExerciseResult, NotebookResult
+from autograder.report.results import ExerciseResult, NotebookResult
 
 MESSAGE_LIMIT = 10_000
 ATTRIBUTE_LIMIT = 200

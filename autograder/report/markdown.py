@@ -21,7 +21,7 @@ from autograder.report.common import (
     one_line,
     visible,
 )
-from autograder.results import ExerciseResult, NotebookResult
+from autograder.report.results import ExerciseResult, NotebookResult
 
 MESSAGE_LIMIT = 800  # characters of one message; keeps a whole course under GitHub's comment limit
 

@@ -23,7 +23,7 @@ from autograder.report.common import (
     fraction,
     visible,
 )
-from autograder.results import ExerciseResult, NotebookResult
+from autograder.report.results import ExerciseResult, NotebookResult
 
 MESSAGE_LIMIT = 2000  # characters of one message shown in the terminal
 

@@ -14,8 +14,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from autograder.client import StudentError, StudentSession, VJPResult
-from autograder.compare import fail
+from autograder.sandbox.session import StudentError, StudentSession, VJPResult
+from autograder.grading.compare import fail
 
 FLOAT64 = torch.float64
 FLOAT32 = torch.float32

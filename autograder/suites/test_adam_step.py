@@ -1,7 +1,7 @@
 """Hidden tests of ``adam_step(params, states, lr, t, beta1=0.9, beta2=0.999, eps=1e-8)``
 (EXERCISES.md §6): one Adam update with bias correction, in place, without autograd history.
 
-Runs through the ``adam`` harness (see ``autograder/client.py``): leaf parameters with
+Runs through the ``adam`` harness (see ``autograder/sandbox/session.py``): leaf parameters with
 ``requires_grad=True``, zero states, and for t = 1..T ``p.grad = step gradient`` then
 ``adam_step(params, states, lr, t, ...)``. Expected trajectories come from ``torch.optim.Adam``
 run here in float64 on the CPU; known mistakes are the same update written out with one thing
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.compare import expect, expect_close, expect_like, fail, matches, tolerance_for
+from autograder.grading.compare import expect, expect_close, expect_like, fail, matches, tolerance_for
 from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices
 
 EXERCISE = "adam_step"

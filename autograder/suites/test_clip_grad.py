@@ -1,7 +1,7 @@
 """Hidden tests of ``clip_grad(params, theta)`` (EXERCISES.md §5): clipping by the global L2 norm
 of all gradients, in place, returning the norm before clipping.
 
-Runs through the ``clip_grad`` harness (see ``autograder/client.py``): before each step every
+Runs through the ``clip_grad`` harness (see ``autograder/sandbox/session.py``): before each step every
 ``p.grad`` is set to a fresh copy of that step's gradient, then ``clip_grad(params, theta)`` is
 called. The expected gradients follow the contract, ``g * theta / ||g||`` when ``||g|| > theta``,
 with the norm from ``torch.nn.utils.get_total_norm``. (``torch.nn.utils.clip_grad_norm_`` divides by
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.compare import (expect, expect_close, expect_equal, expect_like, expect_scalar_close, matches,
+from autograder.grading.compare import (expect, expect_close, expect_equal, expect_like, expect_scalar_close, matches,
                                 tolerance_for)
 from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices
 

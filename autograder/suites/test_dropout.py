@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from autograder.client import StudentError
-from autograder.compare import expect, expect_close, expect_gradient, expect_like, fail, has_nonfinite
+from autograder.sandbox.session import StudentError
+from autograder.grading.compare import expect, expect_close, expect_gradient, expect_like, fail, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, away_from_zero, dtype_text, hoeffding_epsilon, normal,
                                        shape_text, value_and_propagation_devices, vjp_on)
 

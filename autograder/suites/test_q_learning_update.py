@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.compare import expect, expect_close, expect_equal, expect_like, expect_scalar_close, fail
+from autograder.grading.compare import expect, expect_close, expect_equal, expect_like, expect_scalar_close, fail
 from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, integer, normal, number, seed
 from reference import q_learning_update as reference_update
 

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from autograder.compare import expect_close, expect_gradient, expect_like, has_nonfinite
+from autograder.grading.compare import expect_close, expect_gradient, expect_like, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, integer, normal, reference_output,
                                        reference_vjp, shape_text, value_and_propagation_devices, vjp_on)
 from reference import self_attention as reference_self_attention

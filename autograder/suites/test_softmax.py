@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.compare import expect_close, expect_equal, expect_gradient, expect_like, has_nonfinite
+from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
                                        shape_text, value_and_propagation_devices, vjp_on)
 from reference import softmax as reference_softmax

@@ -2,7 +2,7 @@
 
 Each harness takes the student's function and decoded arguments, calls it the way the exercise's
 contract says, and returns a value tree of plain data (tensors, numbers, bools) for the grader.
-Harnesses never judge: they only report what happened. See ``autograder/client.py`` for the
+Harnesses never judge: they only report what happened. See ``autograder/sandbox/session.py`` for the
 contract of each harness.
 """
 

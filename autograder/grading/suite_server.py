@@ -25,7 +25,8 @@ from typing import Any, Sequence
 
 import pytest
 
-from . import engine, registry
+from autograder.grading import engine
+from autograder.course import registry
 
 
 #: Outcomes are read from the exceptions themselves (``engine._Collector``), never from pytest's

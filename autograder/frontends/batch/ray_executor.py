@@ -1,7 +1,7 @@
 """The Ray executor: the same batch as Ray tasks, on a local Ray instance or an existing cluster.
 
 A pool of ``workers`` Ray actors (``ray.util.ActorPool``; Ray schedules them, nothing here does),
-each a :class:`~autograder.batch.grader.SlotGrader` owning one sandbox slot on the node Ray placed it
+each a :class:`~autograder.frontends.batch.grader.SlotGrader` owning one sandbox slot on the node Ray placed it
 on, asking Ray for one CPU and, with ``--device cuda``, ``gpus_per_worker`` GPUs (fractions let
 several actors share one GPU); Ray's ``CUDA_VISIBLE_DEVICES`` is passed into the sandbox. Every
 submission is one actor task: the notebook travels as bytes (nodes need not share a file system)
@@ -18,14 +18,14 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from autograder.batch.discover import REPO
+from autograder.frontends.batch.discover import REPO
 
 
 class GradingActor:
     """The body of a Ray actor (wrapped with ``ray.remote`` at run time)."""
 
     def __init__(self, slot: int, device: str, log_folder: str | None) -> None:
-        from autograder.batch.grader import SlotGrader, redirect_output
+        from autograder.frontends.batch.grader import SlotGrader, redirect_output
 
         if log_folder and Path(log_folder).is_dir():  # the driver's folder, when this node shares it
             redirect_output(Path(log_folder) / f"grader-ray-slot{slot}-{os.uname().nodename}.log")

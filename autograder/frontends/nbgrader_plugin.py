@@ -13,7 +13,7 @@ usual commands keep working while no student code ever runs in an nbgrader kerne
   points nor stop the batch (stock nbgrader aborts the whole run on one duplicated test cell).
 * Autograde: :class:`GradeWithEngine` replaces nbgrader's ``Execute``. It writes the sanitized
   notebook to a private temporary file and grades it with
-  :func:`autograder.engine.grade_notebook` (student code runs only in the bubblewrap sandbox, which
+  :func:`autograder.grading.engine.grade_notebook` (student code runs only in the bubblewrap sandbox, which
   sees nothing of the course tree); each ``test_<exercise>`` cell gets the engine's feedback as its
   output and the hidden-test region of its source removed. :class:`SaveEngineGrades` (a
   ``SaveAutoGrades``) stores each cell's score from the engine's result, passed along in the
@@ -48,7 +48,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins import ExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 
-from autograder import registry
+from autograder.course import registry
 from autograder.safeio import no_links_below
 from autograder.safeio import row as safe_row
 from autograder.report.common import clip, points, visible
@@ -311,14 +311,14 @@ class GradeWithEngine(NbGraderPreprocessor):
         return nb, resources
 
     def grade(self, nb: NotebookNode, assignment: str, notebook_id: str):
-        """The engine's :class:`~autograder.results.NotebookResult` for this (sanitized) notebook."""
+        """The engine's :class:`~autograder.report.results.NotebookResult` for this (sanitized) notebook."""
         exercises = [e for e in registry.assignments().get(assignment, []) if Path(e.notebook).stem == notebook_id]
         if not exercises:
             raise GradingRefused(
                 f"the autograder's registry has no exercise in notebook {notebook_id!r} of assignment "
                 f"{assignment!r}; refusing to grade it (student code never runs in nbgrader's kernel)")
-        from autograder import engine
-        from autograder import notebook as nbio
+        from autograder.grading import engine
+        from autograder.submission import notebook as nbio
 
         trusted = nbio.RELEASE_DIR / assignment / exercises[0].notebook
         if not trusted.is_file():

@@ -49,8 +49,8 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from . import sandbox
-from .worker import protocol
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.worker import protocol
 
 ErrorKind = Literal["exception", "not_implemented", "missing", "timeout", "crashed", "protocol"]
 

@@ -6,8 +6,8 @@ The batch, as stages:
 2. **skip** those already graded with unchanged content by the same grader (their JSON records);
 3. **grade** the rest in parallel (``local.py``: a process pool on this machine; ``ray_executor.py``:
    Ray actors on a local instance or a cluster), each grader owning one sandbox slot with a warm
-   fork server (``autograder/forkserver.py``) and one long-lived pytest session
-   (``autograder/suite_server.py``), saving each record as soon as it exists;
+   fork server (``autograder/sandbox/forkserver.py``) and one long-lived pytest session
+   (``autograder/grading/suite_server.py``), saving each record as soon as it exists;
 4. **report**: CSV tables, the class report (HTML), optionally the nbgrader gradebook.
 
 This process never imports torch or runs student code: it reads files, dispatches and writes.
@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autograder.batch import discover, outputs
+from autograder.frontends.batch import discover
+from autograder.report import class_outputs as outputs
 from autograder.errors import SandboxUnavailable, UnusableInput
 from autograder.limits import MAX_NOTEBOOK_BYTES
 from autograder.safeio import read_submitted
@@ -94,7 +95,7 @@ def run_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from autograder import sandbox
+    from autograder.sandbox import bubblewrap as sandbox
 
     console = Console(stderr=True)
     if args.workers < 1:
@@ -166,17 +167,17 @@ def run_command(args: argparse.Namespace) -> int:
                       "log_folder": report / "logs", "on_result": on_result}
             (report / "logs").mkdir(exist_ok=True)
             if args.executor == "ray":
-                from autograder.batch import ray_executor
+                from autograder.frontends.batch import ray_executor
 
                 ray_executor.run(tasks, address=args.ray_address, gpus_per_worker=args.gpus_per_worker, **common)
             else:
-                from autograder.batch import local
+                from autograder.frontends.batch import local
 
                 local.run(tasks, **common)
 
     ordered = [records[s.key] for s in submissions if s.key in records]
     tables = outputs.write_tables(report, ordered)
-    from autograder.batch import class_report
+    from autograder.report import class_report
 
     wall = time.monotonic() - started
     html = class_report.write(report / "class_report.html", ordered,
@@ -184,7 +185,7 @@ def run_command(args: argparse.Namespace) -> int:
     lines = [f"{len(tasks)} graded, {len(submissions) - len(tasks)} up to date, in {wall:.1f} s "
              f"({wall / max(1, len(tasks)):.3f} s per graded submission, {workers} workers, {args.executor})"]
     if args.gradebook:
-        from autograder.batch import gradebook
+        from autograder.frontends.batch import gradebook
 
         written, skipped = gradebook.write(args.gradebook, ordered)
         lines.append(f"gradebook: {written} submissions written to {args.gradebook}")

@@ -25,7 +25,7 @@ from typing import Any, Mapping, NoReturn
 
 import torch
 
-from autograder import registry
+from autograder.course import registry
 from autograder.worker.protocol import Bad
 
 __all__ = [
@@ -344,7 +344,7 @@ _GRADIENT_HINT = ("build the output from {name} with differentiable torch operat
 def expect_gradient(call: Any, name: str, expected: torch.Tensor, *, tol: registry.Tolerance | None = None,
                     exercise: registry.Exercise | str | None = None, hint: str | None = None,
                     mistakes: KnownMistakes | None = None, case: str = "") -> torch.Tensor:
-    """The gradient of input ``name`` in one :class:`autograder.client.Call` of the ``vjp`` harness.
+    """The gradient of input ``name`` in one :class:`autograder.sandbox.session.Call` of the ``vjp`` harness.
 
     ``case`` (e.g. ``" (causal mask)"``) is appended to the quantity's name.
     """

@@ -22,13 +22,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import registry
+from autograder.course import registry
 from autograder.errors import UnusableInput
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 #: What the grader's verdicts depend on: a change to any of these regrades every submission.
-GRADER_FILES = ("autograder/*.py", "autograder/suites/*.py", "autograder/worker/*.py", "reference/**/*.py",
-                "assignments/*/*.ipynb")
+GRADER_FILES = ("autograder/**/*.py", "reference/**/*.py", "assignments/*/*.ipynb")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -21,7 +21,7 @@ _GRADER: Any = None
 def _start(slots: Any, device: str, log_folder: str) -> None:
     global _GRADER
     slot = slots.get()
-    from autograder.batch.grader import SlotGrader, redirect_output
+    from autograder.frontends.batch.grader import SlotGrader, redirect_output
 
     redirect_output(Path(log_folder) / f"grader-slot{slot}.log")
     try:

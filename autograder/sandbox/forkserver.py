@@ -37,7 +37,7 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
-from . import sandbox
+from autograder.sandbox import bubblewrap as sandbox
 
 ZYGOTE_CODE = (f"import sys; sys.path.insert(0, {sandbox.SANDBOX_WORKER_ROOT!r}); "
                "from worker.zygote import main; main(int(sys.argv[1]))")
@@ -151,7 +151,7 @@ class Slot:
                 for fd in fds:
                     os.close(fd)
             self.sock = ours
-            from .client import _Tail  # imports torch: after the sandbox has started importing its own
+            from autograder.sandbox.session import _Tail  # imports torch: after the sandbox has started importing its own
 
             self.log = _Tail(self.proc.stdout)
             self.generation += 1

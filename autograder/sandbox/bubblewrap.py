@@ -5,7 +5,7 @@ virtual environment, the worker package (``autograder/worker``, which holds no t
 reference), a private ``/proc``, a minimal ``/dev`` and a small private ``/tmp``. It has its own
 user, PID, network (no interfaces but loopback), IPC, UTS and cgroup namespaces, cannot create
 further user namespaces, starts from an empty environment, and dies with the grader. A seccomp
-filter (``autograder/seccomp.py``) denies the system calls student code never needs (debugging other
+filter (``autograder/sandbox/seccomp.py``) denies the system calls student code never needs (debugging other
 processes, mounts, namespaces, kernel keyrings, BPF, io_uring, sockets other than Unix sockets).
 Since the worker is PID 1's child in its own PID namespace, killing the sandbox kills every process
 the submission started: nothing is left behind between submissions.
@@ -28,9 +28,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import seccomp
+from autograder.sandbox import seccomp
 
-WORKER_PACKAGE = Path(__file__).resolve().parent / "worker"
+WORKER_PACKAGE = Path(__file__).resolve().parents[1] / "worker"
 SANDBOX_WORKER_ROOT = "/opt/autograder"  # the worker package appears as /opt/autograder/worker
 BASE_UID = 61000  # slot n runs as uid BASE_UID + n when the grader is root
 STAGING = "/mnt"  # an existing directory, shadowed by a tmpfs in the private mount namespace only

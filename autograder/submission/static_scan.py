@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from autograder.registry import Forbidden
+from autograder.course.registry import Forbidden
 from autograder.worker.recorders import routine_of
 
 TAMPERING = "recorder tampering"

@@ -21,13 +21,15 @@ from typing import Any, Sequence
 import pytest
 import torch
 
-from . import notebook as nbio
-from . import limits, registry, sandbox
-from .client import StudentError, StudentSession
-from .errors import SandboxUnavailable
-from .results import ExerciseResult, NotebookResult, TestResult, exercise_status
+from autograder.submission import notebook as nbio
+from autograder import limits
+from autograder.course import registry
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.sandbox.session import StudentError, StudentSession
+from autograder.errors import SandboxUnavailable
+from autograder.report.results import ExerciseResult, NotebookResult, TestResult, exercise_status
 
-SUITES = Path(__file__).resolve().parent / "suites"
+SUITES = Path(__file__).resolve().parents[1] / "suites"
 INTERNAL = "internal grader error (not your fault)"
 
 
@@ -107,7 +109,7 @@ def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, not
     """Forbidden calls in the exercise's graded code. Tampering with the recorders counts against
     the exercise only inside its graded code (the function and the helpers it reaches); elsewhere
     it cannot change a verdict made here, so it is noted for review and costs nothing."""
-    from .static_scan import TAMPERING, scan
+    from autograder.submission.static_scan import TAMPERING, scan
 
     spans = nbio.graded_spans(extracted, exercise.name)
     out = []
@@ -124,20 +126,20 @@ def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, not
 
 
 def _worker_spec(exercise: registry.Exercise) -> dict[str, list[str]]:
-    from . import forbidden
+    from autograder.grading import forbidden
 
     return {"patterns": list(forbidden.patterns_for(exercise)), "aten": list(forbidden.aten_for(exercise))}
 
 
 def _sentinels(exercise: registry.Exercise) -> list[str]:
-    from . import forbidden
+    from autograder.grading import forbidden
 
     return list(forbidden.sentinels_for(exercise))
 
 
 def _runtime_findings(exercise: registry.Exercise, hits: Sequence[str]) -> list[str]:
     """The worker's recorder sees every forbidden route of the notebook; keep this exercise's."""
-    from . import forbidden
+    from autograder.grading import forbidden
 
     out = []
     for hit in hits:
@@ -215,7 +217,7 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
                    slot: int = 0, launcher: Any = None, run_suites: Any = None) -> NotebookResult:
     """Authoritative grading of one submission (``sandbox=False`` gives an unofficial result).
 
-    Batch grading (``autograder/batch``) passes ``launcher`` (a ``forkserver.Slot``: warm workers
+    Batch grading (``autograder/frontends/batch``) passes ``launcher`` (a ``forkserver.Slot``: warm workers
     forked in the slot's sandbox) and ``run_suites`` (a ``suite_server.SuiteServer``: one pytest
     session for many submissions); both give the same results as the defaults."""
     started = time.monotonic()
@@ -262,6 +264,6 @@ sandbox_module = sandbox
 
 def check_notebook(path: str | Path, *, assignment: str | None = None) -> NotebookResult:
     """The student's self-check (public cases only); see ``selfcheck.py``."""
-    from .selfcheck import check_notebook as run_check
+    from autograder.grading.selfcheck import check_notebook as run_check
 
     return run_check(path, assignment=assignment)

@@ -23,14 +23,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import TextIO
 
-from autograder import batch, ci, hidden, publish, registry
+from autograder import hidden, publish
+from autograder.course import registry
+from autograder.frontends import batch, ci
 from autograder.errors import SandboxUnavailable, UnusableInput
 from autograder.report import FORMATS, render, text
 from autograder.report.common import clip, one_line
-from autograder.results import NotebookResult
+from autograder.report.results import NotebookResult
 
 EXIT_OK, EXIT_INTERNAL, EXIT_UNUSABLE = 0, 1, 2
-SUBMISSIONS = Path(__file__).resolve().parent.parent / "examples" / "submissions"
+SUBMISSIONS = Path(__file__).resolve().parents[2] / "examples" / "submissions"
 SANDBOX_HINT = "use --no-sandbox for an unofficial run that does not count"
 DEMO_BANNER = "UNOFFICIAL DEMO: no sandbox here, so the submissions are graded without it; these scores do not count."
 
@@ -38,7 +40,7 @@ DEMO_BANNER = "UNOFFICIAL DEMO: no sandbox here, so the submissions are graded w
 def _engine() -> ModuleType:
     # Imported when a command runs (it imports torch), and looked up in sys.modules so that tests
     # can stand in a fake engine.
-    return importlib.import_module("autograder.engine")
+    return importlib.import_module("autograder.grading.engine")
 
 
 def _emit(report: str, stream: TextIO) -> None:
@@ -171,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", choices=("cpu", "cuda", "meta"), default="cpu", help="device the tests run on")
     demo.set_defaults(run=_demo)
 
-    ci.add_parser(commands)  # grading a pull request: autograder/ci.py
-    batch.add_parser(commands)  # grading a class: autograder/batch/
+    ci.add_parser(commands)  # grading a pull request: autograder/frontends/ci.py
+    batch.add_parser(commands)  # grading a class: autograder/frontends/batch/
     publish.add_parser(commands)  # the students' repository: autograder/publish.py
     return parser
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autograder.batch.discover import sha256
+from autograder.frontends.batch.discover import sha256
 from autograder.errors import UnusableInput
 from autograder.limits import MAX_NOTEBOOK_BYTES
 from autograder.safeio import read_submitted
@@ -36,13 +36,13 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 class SlotGrader:
     def __init__(self, slot: int, device: str = "cpu") -> None:
-        from autograder import forkserver
+        from autograder.sandbox import forkserver
 
         self.slot_number = slot
         self.device = device
         self.slot = forkserver.Slot(slot, device=self._worker_device(device))
         self.slot.start()  # the sandbox imports torch while this process imports the engine
-        from autograder.suite_server import SuiteServer
+        from autograder.grading.suite_server import SuiteServer
 
         self.suites = SuiteServer()
         try:
@@ -60,8 +60,8 @@ class SlotGrader:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def grade(self, task: dict[str, Any]) -> dict[str, Any]:
-        from autograder import sandbox
-        from autograder.engine import grade_notebook
+        from autograder.sandbox import bubblewrap as sandbox
+        from autograder.grading.engine import grade_notebook
         from autograder.errors import SandboxUnavailable
 
         started = time.monotonic()

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import notebook as nbio
-from . import public, registry, sandbox
-from .client import StudentError, StudentSession
-from .results import ExerciseResult, NotebookResult, TestResult, exercise_status
+from autograder.submission import notebook as nbio
+from autograder.grading import public
+from autograder.course import registry
+from autograder.sandbox import bubblewrap as sandbox
+from autograder.sandbox.session import StudentError, StudentSession
+from autograder.report.results import ExerciseResult, NotebookResult, TestResult, exercise_status
 
 
 def _run_case(session: StudentSession, exercise: registry.Exercise, case: registry.PublicCase) -> list[tuple[str, Any, Any]]:

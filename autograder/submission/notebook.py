@@ -18,15 +18,15 @@ from pathlib import Path
 
 import nbformat
 
-from . import registry
-from .client import Cell
-from .errors import UnusableInput
-from .safeio import read_submitted
+from autograder.course import registry
+from autograder.sandbox.session import Cell
+from autograder.errors import UnusableInput
+from autograder.safeio import read_submitted
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RELEASE_DIR = REPO / "assignments"
 SOURCE_DIR = REPO / "solutions"
-from .limits import (MAX_CELL_BYTES, MAX_CELLS, MAX_CODE_BYTES, MAX_CODE_CELLS, MAX_IPYTHON_CELL_BYTES,  # noqa: F401
+from autograder.limits import (MAX_CELL_BYTES, MAX_CELLS, MAX_CODE_BYTES, MAX_CODE_CELLS, MAX_IPYTHON_CELL_BYTES,  # noqa: F401
                      MAX_IPYTHON_CELLS, MAX_NESTING, MAX_NOTEBOOK_BYTES)
 
 _SKIPPED_PREFIXES = (registry.CHECK_PREFIX, registry.TEST_PREFIX, registry.DEMO_PREFIX)

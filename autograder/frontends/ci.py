@@ -39,13 +39,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
-from autograder import registry
+from autograder.course import registry
 from autograder.errors import AutogradeError, SandboxUnavailable, UnusableInput
 from autograder.report import render
 from autograder.report.common import clip, fraction, one_line, visible
 from autograder.report.json import as_data
 from autograder.report.markdown import STATUS_EMOJI, code_block, inline
-from autograder.results import NotebookResult
+from autograder.report.results import NotebookResult
 
 EXIT_OK, EXIT_INTERNAL, EXIT_CANNOT_GRADE, EXIT_BELOW_MIN_SCORE = 0, 1, 2, 3
 
@@ -249,7 +249,7 @@ def _why_not_graded(path: str, notebooks: dict[str, str]) -> str:
 def _engine() -> ModuleType:
     # Looked up when something is to be graded (it imports torch), through sys.modules so that
     # tests can stand a fake engine in.
-    return importlib.import_module("autograder.engine")
+    return importlib.import_module("autograder.grading.engine")
 
 
 def grade(report: Report, repo: Path, changed: dict[str, Change], device: str) -> None:
@@ -287,7 +287,7 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str) -
 
 def _grade_one(engine: ModuleType, repo: Path, change: Change, copy: Path, submission: Submission,
                device: str) -> NotebookResult:
-    from autograder.notebook import MAX_NOTEBOOK_BYTES
+    from autograder.submission.notebook import MAX_NOTEBOOK_BYTES
 
     # The copy is named by the registry, never by the pull request: only its bytes are theirs.
     copy.parent.mkdir(parents=True, exist_ok=True)

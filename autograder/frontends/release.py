@@ -1,7 +1,7 @@
 """Regenerate the student notebooks in ``assignments/`` from ``solutions/`` with nbgrader.
 
-    python -m autograder.release            # regenerate assignments/
-    python -m autograder.release --check    # regenerate into a temporary folder; exit 1 on drift
+    python -m autograder.frontends.release            # regenerate assignments/
+    python -m autograder.frontends.release --check    # regenerate into a temporary folder; exit 1 on drift
 
 The pipeline, one small stage each:
 
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.registry import assignments
+from autograder.course.registry import assignments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = "solutions"
 RELEASE = "assignments"
 
@@ -173,7 +173,7 @@ def _diff(old: str, new: str, path: str, limit: int = 20) -> str:
 
 
 def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.release", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m autograder.frontends.release", description=__doc__.split("\n\n")[0])
     parser.add_argument("assignments", nargs="*", help="assignment ids (default: every assignment)")
     parser.add_argument("--check", action="store_true", help="only report drift from solutions/ (exit 1)")
     args = parser.parse_args(argv)

@@ -18,8 +18,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from autograder import registry
-from autograder.results import STATUSES
+from autograder.course import registry
+from autograder.report.results import STATUSES
 
 TOP_TESTS = 15
 MESSAGES_PER_TEST = 3

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from autograder import registry
+from autograder.course import registry
 
 
 def write(db_url: str, records: list[dict[str, Any]]) -> tuple[int, list[str]]:
     """Store the scores; returns (submissions written, one line per submission skipped)."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from autograder.nbgrader_plugin import cell_score
+    from autograder.frontends.nbgrader_plugin import cell_score
 
     written, skipped = 0, []
     with Gradebook(db_url) as gradebook:

@@ -12,7 +12,7 @@ import functools
 import inspect
 import types
 
-from autograder.registry import BY_NAME, Exercise, Forbidden
+from autograder.course.registry import BY_NAME, Exercise, Forbidden
 from autograder.worker.recorders import routine_of
 
 #: Python functions that consult ``__torch_function__`` call this; those that never do are

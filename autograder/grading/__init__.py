@@ -1,0 +1,1 @@
+"""Grading: the engine's stages, the hidden-suite runners, comparison, forbidden calls, checks."""

@@ -1,0 +1,246 @@
+"""Public self-checks: the registry's visible examples, run in the student's own kernel.
+
+Nothing here counts. The graded tests are hidden and run in the grader's sandbox; this module only
+gives quick, friendly feedback while the student works::
+
+    from autograder.public import check
+    check(softmax)      # ✓ softmax: rows sum to one ...
+
+Each ``PublicCase`` of the registry is turned into a call (literals become tensors, float64 unless
+the case's ``dtypes`` says otherwise), and every result is compared as
+``torch.testing.assert_close`` does: type, shape, dtype and device first, then values within the
+exercise's tolerance, ``nan`` never equal. The first mismatch raises an ``AssertionError`` naming
+the exercise, the case and the quantity, followed by ``assert_close``'s own explanation.
+
+Importable with only torch installed (and the standard library).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from autograder.course.registry import BY_NAME, Exercise, PublicCase
+
+__all__ = ["check", "hidden_tests_run_by_the_grader"]
+
+#: (quantity, actual, expected): one comparison after a call, e.g. ("the output", Y, Y_expected).
+Comparison = tuple[str, Any, Any]
+
+
+@dataclass
+class _Trial:
+    """One public case made concrete: how to call the function and what to compare afterwards."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    comparisons: Callable[[Any], list[Comparison]]  # the call's result -> what to compare
+
+
+def check(fn: Callable[..., Any], name: str | None = None) -> None:
+    """Run the public examples of exercise ``name`` (default: ``fn.__name__``) against ``fn``.
+
+    Prints one line per passing case; raises ``AssertionError`` on the first mismatch. Errors
+    raised by ``fn`` itself (``NotImplementedError`` included) propagate unchanged, with a note
+    saying which case was being checked.
+    """
+    exercise = _exercise(fn, name)
+    for case in exercise.public_cases:
+        trial = _TRIAL_BUILDERS.get(exercise.name, _function_trial)(exercise, case)
+        try:
+            result = fn(*trial.args, **trial.kwargs)
+        except NotImplementedError:
+            print(f"✗ {exercise.name}: not implemented yet (replace `raise NotImplementedError()` with your code)")
+            raise
+        except Exception as error:  # the student's own error: keep its traceback, say which case
+            print(f"✗ {exercise.name}: {case.description}: raised {type(error).__name__}: {error}")
+            error.add_note(f"(raised by {exercise.name} in the public check '{case.description}')")
+            raise
+        for quantity, actual, expected in trial.comparisons(result):
+            _compare(exercise, case, quantity, actual, expected)
+        print(f"✓ {exercise.name}: {case.description}")
+    count = len(exercise.public_cases)
+    passed = "The public check" if count == 1 else f"All {count} public checks"
+    covered = ", ".join(test.removeprefix("test_").replace("_", " ") for test in exercise.tests)
+    print(f"{passed} of {exercise.name} passed. The graded hidden tests go further ({covered}).")
+
+
+def hidden_tests_run_by_the_grader(name: str) -> None:
+    """Say where the hidden tests of ``name`` run. Nothing is tested in this kernel."""
+    exercise = BY_NAME[name]
+    print(
+        f"The hidden tests for `{name}` run in the grader's sandbox, not in this kernel "
+        f"(worth {exercise.points} points)."
+    )
+
+
+# -- building calls ---------------------------------------------------------------------------
+
+
+def _exercise(fn: Callable[..., Any], name: str | None) -> Exercise:
+    key = name if name is not None else getattr(fn, "__name__", None)
+    if key not in BY_NAME:
+        known = ", ".join(BY_NAME)
+        raise ValueError(
+            f"check(): no exercise called {key!r} (known: {known}). "
+            "Keep the function's name from the notebook, or call check(fn, name='...')."
+        )
+    return BY_NAME[key]
+
+
+def _parameter_names(exercise: Exercise) -> list[str]:
+    return [part.split("=")[0].strip() for part in exercise.signature.split(",")]
+
+
+def _literal(value: Any, dtype: str | None = None) -> Any:
+    """Nested lists become tensors (float64 unless ``dtype`` names another); scalars stay as they are."""
+    if isinstance(value, list):
+        return torch.tensor(value, dtype=getattr(torch, dtype or "float64"))
+    return value
+
+
+def _arguments(exercise: Exercise, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional arguments in signature order until the first one a case leaves out, keywords after."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    gap = False
+    for parameter in _parameter_names(exercise):
+        if parameter not in values:
+            gap = True
+        elif gap:
+            kwargs[parameter] = values[parameter]
+        else:
+            args.append(values[parameter])
+    return tuple(args), kwargs
+
+
+def _function_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+    """A pure function: compare its output, and check that no input tensor changed."""
+    values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
+    originals = {key: value.clone() for key, value in values.items() if isinstance(value, torch.Tensor)}
+    args, kwargs = _arguments(exercise, values)
+    expected = _literal(case.expected)
+
+    def comparisons(result: Any) -> list[Comparison]:
+        out: list[Comparison] = [("the output", result, expected)]
+        for key, before in originals.items():
+            out.append((f"the input `{key}`, which changed (functions must not modify their inputs)", values[key], before))
+        return out
+
+    return _Trial(args, kwargs, comparisons)
+
+
+def _clip_grad_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+    """``{grads: [...], theta}``: one parameter per gradient, ``.grad`` set, clipped in place."""
+    grads = [_literal(grad) for grad in case.args["grads"]]
+    params = [torch.zeros_like(grad, requires_grad=True) for grad in grads]
+    for param, grad in zip(params, grads):
+        param.grad = grad.clone()
+    expected_grads = [_literal(grad) for grad in case.expected["grads"]]
+
+    def comparisons(result: Any) -> list[Comparison]:
+        out: list[Comparison] = [("the returned norm (before clipping)", result, float(case.expected["norm"]))]
+        for i, (param, grad) in enumerate(zip(params, expected_grads)):
+            out.append((f"`params[{i}].grad` after the call", param.grad, grad))
+        return out
+
+    return _Trial((params, case.args["theta"]), {}, comparisons)
+
+
+def _adam_step_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+    """``{params, grads, lr, t, ...}``: parameters with ``.grad`` set and zero states, updated in place."""
+    params = [_literal(param).requires_grad_() for param in case.args["params"]]
+    for param, grad in zip(params, case.args["grads"]):
+        param.grad = _literal(grad)
+    states = [(torch.zeros_like(param), torch.zeros_like(param)) for param in params]
+    options = {key: value for key, value in case.args.items() if key not in ("params", "grads", "lr", "t")}
+    expected_params = [_literal(param) for param in case.expected["params"]]
+
+    def comparisons(result: Any) -> list[Comparison]:
+        return [
+            (f"`params[{i}]` after the step", param.detach(), expected)
+            for i, (param, expected) in enumerate(zip(params, expected_params))
+        ]
+
+    return _Trial((params, states, case.args["lr"], case.args["t"]), options, comparisons)
+
+
+def _q_learning_update_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+    """``Q`` updated in place; the TD error is returned."""
+    values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
+    args, kwargs = _arguments(exercise, values)
+
+    def comparisons(result: Any) -> list[Comparison]:
+        return [
+            ("the returned TD error", result, float(case.expected["td_error"])),
+            ("`Q` after the update", values["Q"], _literal(case.expected["Q"])),
+        ]
+
+    return _Trial(args, kwargs, comparisons)
+
+
+#: Exercises whose cases are not "call, then compare the output" (in-place updates).
+_TRIAL_BUILDERS: dict[str, Callable[[Exercise, PublicCase], _Trial]] = {
+    "clip_grad": _clip_grad_trial,
+    "adam_step": _adam_step_trial,
+    "q_learning_update": _q_learning_update_trial,
+}
+
+
+# -- comparing --------------------------------------------------------------------------------
+
+
+def _compare(exercise: Exercise, case: PublicCase, quantity: str, actual: Any, expected: Any) -> None:
+    """``assert_close`` with the exercise's tolerance; a Python float is expected as a float or 0-d tensor."""
+    try:
+        if isinstance(expected, torch.Tensor):
+            if not isinstance(actual, torch.Tensor):
+                raise AssertionError(f"Expected a torch.Tensor, but got {_describe(actual)}.")
+            expected_tensor, actual_tensor = expected, actual
+        else:
+            expected_tensor = torch.tensor(float(expected), dtype=torch.float64)
+            actual_tensor = _scalar(actual)
+        rtol, atol = _tolerance(exercise, expected_tensor.dtype)
+        torch.testing.assert_close(actual_tensor, expected_tensor, rtol=rtol, atol=atol)
+    except AssertionError as mismatch:
+        print(f"✗ {exercise.name}: {case.description}")
+        message = f"{exercise.name}: public check '{case.description}' failed on {quantity}.\n\n{mismatch}"
+        if isinstance(actual, torch.Tensor) and isinstance(expected, torch.Tensor) and actual.numel() <= _SHOWN:
+            message += f"\n\nexpected: {_show(expected)}\n     got: {_show(actual)}"
+        raise AssertionError(message) from None
+
+
+#: Public cases are tiny and visible: their tensors are shown in full up to this many elements.
+_SHOWN = 16
+
+
+def _show(tensor: torch.Tensor) -> str:
+    return " ".join(repr(tensor.detach()).split())
+
+
+def _scalar(actual: Any) -> torch.Tensor:
+    """A returned number (Python float/int or 0-d tensor) as a float64 0-d tensor on the CPU."""
+    if isinstance(actual, torch.Tensor):
+        if actual.dim() != 0:
+            raise AssertionError(f"Expected a Python float or a 0-d tensor, but got a tensor of shape {tuple(actual.shape)}.")
+        return actual.detach().to("cpu", torch.float64)
+    if isinstance(actual, (int, float)) and not isinstance(actual, bool):
+        return torch.tensor(float(actual), dtype=torch.float64)
+    raise AssertionError(f"Expected a Python float or a 0-d tensor, but got {_describe(actual)}.")
+
+
+def _tolerance(exercise: Exercise, dtype: torch.dtype) -> tuple[float, float]:
+    if dtype.is_floating_point:
+        tolerance = exercise.tolerance(dtype)
+        return tolerance.rtol, tolerance.atol
+    return 0.0, 0.0
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "None (did the function forget to `return`?)"
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a value of type {type(value).__name__}"

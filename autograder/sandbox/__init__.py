@@ -1,0 +1,1 @@
+"""Running student code: the bubblewrap launcher, seccomp, the fork server, the student session."""

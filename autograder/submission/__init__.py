@@ -1,0 +1,1 @@
+"""A submission as data: the notebook parsed, its graded code extracted, the static scan."""
