@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from autograder import hidden, publish
+from autograder import hidden
+from autograder.frontends import publish
 from autograder.course import registry
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TextIO
 
-from autograder import hidden, publish
+from autograder import hidden
+from autograder.frontends import publish
 from autograder.course import registry
 from autograder.frontends import batch, ci
 from autograder.errors import SandboxUnavailable, UnusableInput
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ci.add_parser(commands)  # grading a pull request: autograder/frontends/ci.py
     batch.add_parser(commands)  # grading a class: autograder/frontends/batch/
-    publish.add_parser(commands)  # the students' repository: autograder/publish.py
+    publish.add_parser(commands)  # the students' repository: autograder/frontends/publish.py
     return parser
 
 

@@ -37,7 +37,7 @@ from autograder import hidden
 from autograder.course import registry
 from autograder.errors import UnusableInput
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ".github/workflows/grade-pr.yml"
 BUNDLE = ".github/hidden-suites.tar.gz.gpg"
 KEY_ENV = "HIDDEN_SUITES_KEY"
