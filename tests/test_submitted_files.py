@@ -115,7 +115,7 @@ def test_input_limits_and_parse_bombs_are_the_students_problems(tmp_path: Path) 
     import time
 
     from autograder import limits
-    from autograder import notebook as nbio
+    from autograder.submission import notebook as nbio
 
     path = _put(tmp_path / "many.ipynb", json.dumps(_notebook([], extra=limits.MAX_CELLS + 1)))
     with pytest.raises(UnusableInput, match="cells, more than"):
@@ -138,8 +138,8 @@ def test_input_limits_and_parse_bombs_are_the_students_problems(tmp_path: Path) 
 def test_static_scan_is_bounded(tmp_path: Path) -> None:
     import time
 
-    from autograder import registry
-    from autograder.static_scan import TOO_COMPLEX, scan
+    from autograder.course import registry
+    from autograder.submission.static_scan import TOO_COMPLEX, scan
 
     rebinds = "\n".join(f"if c{i}:\n    f{i} = f\n    f = f{i}" for i in range(4000))
     code = f"import torch\nf = torch.exp\n{rebinds}\ndef softmax(X):\n    return f(X) / f(X).sum(-1, keepdim=True)\n"
