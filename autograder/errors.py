@@ -21,3 +21,11 @@ class UnusableInput(AutogradeError):
 
 class SandboxUnavailable(AutogradeError):
     """Official grading needs the sandbox and it cannot be started here; grading fails closed."""
+
+
+class GraderError(AutogradeError):
+    """The grader, not the submission, failed: a worker that could not start (the machine's
+    resources), a missing or damaged hidden suite or reference, a hidden test that could not run.
+
+    Never a score: the grading is reported as an error that is not the student's fault (exit 1,
+    status ``error``, nothing recorded as a grade), after the retries that could help."""

@@ -40,7 +40,7 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from autograder.course import registry
-from autograder.errors import AutogradeError, SandboxUnavailable, UnusableInput
+from autograder.errors import AutogradeError, GraderError, SandboxUnavailable, UnusableInput
 from autograder.report import render
 from autograder.report.common import clip, fraction, one_line, visible
 from autograder.report.json import as_data
@@ -252,7 +252,7 @@ def _engine() -> ModuleType:
     return importlib.import_module("autograder.grading.engine")
 
 
-def grade(report: Report, repo: Path, changed: dict[str, Change], device: str) -> None:
+def grade(report: Report, repo: Path, changed: dict[str, Change], device: str, seed: int | None = None) -> None:
     pending = [s for s in report.submissions if s.outcome == "pending"]
     if not pending:
         return
@@ -272,13 +272,15 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str) -
                 continue
             copy = Path(scratch) / submission.assignment / registry.assignments()[submission.assignment][0].notebook
             try:
-                submission.result = _grade_one(engine, repo, changed[submission.path], copy, submission, device)
+                submission.result = _grade_one(engine, repo, changed[submission.path], copy, submission, device, seed)
                 submission.outcome = "graded"
             except UnusableInput as error:
                 submission.outcome, submission.message = "unusable", _as_submitted(str(error), copy, submission.path)
             except (SandboxUnavailable, CannotGrade) as error:
                 report.failure = f"sandbox unavailable: {error}" if isinstance(error, SandboxUnavailable) else str(error)
                 submission.outcome, submission.message = "not_run", "not graded: grading could not run"
+            except GraderError as error:  # retried already; never a score
+                submission.outcome, submission.message = "error", clip(one_line(str(error)), 300)
             except Exception as error:  # noqa: BLE001 - a grader bug: reported, never the student's fault
                 if os.environ.get("AUTOGRADER_DEBUG") == "1":
                     traceback.print_exc(file=sys.stderr)
@@ -286,14 +288,14 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str) -
 
 
 def _grade_one(engine: ModuleType, repo: Path, change: Change, copy: Path, submission: Submission,
-               device: str) -> NotebookResult:
+               device: str, seed: int | None = None) -> NotebookResult:
     from autograder.submission.notebook import MAX_NOTEBOOK_BYTES
 
     # The copy is named by the registry, never by the pull request: only its bytes are theirs.
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_bytes(read_blob(repo, change.blob, MAX_NOTEBOOK_BYTES))
     with contextlib.redirect_stdout(sys.stderr):  # stray prints must not corrupt a report on stdout
-        result = engine.grade_notebook(copy, device=device, sandbox=True, assignment=submission.assignment)
+        result = engine.grade_notebook(copy, device=device, sandbox=True, assignment=submission.assignment, seed=seed)
     result.notebook = submission.path
     return result
 
@@ -439,7 +441,7 @@ def _write(path: Path | None, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ command line
-def examine(repo: Path, base: str, head: str, device: str, min_score: float | None) -> Report:
+def examine(repo: Path, base: str, head: str, device: str, min_score: float | None, seed: int | None = None) -> Report:
     """Every stage but writing: the report of grading ``head`` against ``base`` in ``repo``."""
     report = Report(min_score=min_score)
     try:
@@ -451,7 +453,7 @@ def examine(repo: Path, base: str, head: str, device: str, min_score: float | No
         report.failure = error.message
         return report
     classify(report, found)
-    grade(report, repo, {c.path: c for c in found}, device)
+    grade(report, repo, {c.path: c for c in found}, device, seed)
     return report
 
 
@@ -463,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
     if args.min_score is not None and not 0 <= args.min_score <= 100:
         _say("error: --min-score is a percentage between 0 and 100")
         return EXIT_CANNOT_GRADE
-    report = examine(args.repo, args.base, args.head, args.device, args.min_score)
+    report = examine(args.repo, args.base, args.head, args.device, args.min_score, getattr(args, "seed", None))
     text = markdown(report)
     try:
         _write(args.markdown, text)
@@ -503,5 +505,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--min-score", type=float, metavar="PERCENT",
                         help="exit 3 when a submitted notebook scores below PERCENT of its maximum (default: never)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device the tests run on")
+    parser.add_argument("--seed", type=int, help="seed of the hidden inputs (default: derived from the course "
+                        "secret and each notebook's graded content)")
     parser.set_defaults(run=run)
     return parser

@@ -27,7 +27,7 @@ from autograder import hidden
 from autograder.frontends import publish
 from autograder.course import registry
 from autograder.frontends import batch, ci
-from autograder.errors import SandboxUnavailable, UnusableInput
+from autograder.errors import GraderError, SandboxUnavailable, UnusableInput
 from autograder.report import FORMATS, render, text
 from autograder.report.common import clip, one_line
 from autograder.report.results import NotebookResult
@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submission_options(grade)
     grade.add_argument("--device", choices=("cpu", "cuda", "meta"), default="cpu", help="device the tests run on")
     grade.add_argument("--no-sandbox", action="store_true", help="run without the sandbox: the result is UNOFFICIAL")
-    grade.add_argument("--seed", type=int, help="seed of the grader's random inputs (default: fresh each run)")
+    grade.add_argument("--seed", type=int, help="seed of the grader's random inputs (default: derived from the course secret and "
+                       "the notebook's graded content: the same notebook always gets the same inputs)")
     grade.set_defaults(run=_grade)
 
     check = commands.add_parser("check", help="run the public checks only (never counts)")
@@ -191,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SandboxUnavailable as error:
         _say(f"error: {error} ({SANDBOX_HINT})")
         return EXIT_UNUSABLE
+    except GraderError as error:  # never a score: not the student's fault, and said so
+        message = str(error)
+        _say(message if "not your fault" in message else f"grader error (not your fault): {message}")
+        return EXIT_INTERNAL
     except OSError as error:
         if getattr(args, "output", None) is not None and error.filename == str(args.output):
             _say(f"error: cannot write the report to {args.output}: {error.strerror}")

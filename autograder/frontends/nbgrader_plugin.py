@@ -271,7 +271,8 @@ class GradeWithEngine(NbGraderPreprocessor):
 
     device = Enum(["cpu", "cuda"], "cpu", help="Device the hidden tests run on.").tag(config=True)
     seed = Integer(None, allow_none=True,
-                   help="Seed of the grader's random test inputs (default: fresh for every notebook).").tag(config=True)
+                   help="Seed of the grader's random test inputs (default: derived from the course secret and "
+                        "the notebook's graded content, so a regrade draws the same inputs).").tag(config=True)
     slot = Integer(0, help="Sandbox slot (unprivileged uid) used when nbgrader runs as root.").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import contextlib
-import secrets
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from autograder import limits
 from autograder.course import registry
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.session import StudentError, StudentSession
-from autograder.errors import SandboxUnavailable
+from autograder.errors import GraderError, SandboxUnavailable
+from autograder.grading import seeds
 from autograder.report.results import ExerciseResult, NotebookResult, TestResult, exercise_status
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
@@ -37,7 +37,7 @@ INTERNAL = "internal grader error (not your fault)"
 class Outcome:
     passed: bool
     message: str = ""
-    kind: str = ""  # "", "failure", or a StudentError kind, or "internal"
+    kind: str = ""  # "", "failure", a StudentError kind, "internal" or "grader" (never scored)
 
 
 @dataclass
@@ -88,6 +88,8 @@ def _explain(excinfo: Any, skipped: bool = False) -> Outcome:
     if skipped:
         return Outcome(False, "skipped by the grader (scores 0)", "skipped")
     exc = excinfo.value if excinfo is not None else None
+    if isinstance(exc, GraderError):
+        return Outcome(False, exc.message, "grader")
     if isinstance(exc, StudentError):
         prefix = {"not_implemented": "not implemented yet", "missing": "missing",
                   "timeout": "timed out", "crashed": "crashed", "protocol": "broke the grading protocol",
@@ -172,6 +174,44 @@ def _run_suites(exercises: Sequence[registry.Exercise], collector: _Collector) -
         pytest.main(args, plugins=[collector])
 
 
+def lease_slot(preferred: int = 0) -> "sandbox_module.SlotLease":
+    try:
+        return sandbox_module.lease_slot(preferred)
+    except OSError as exc:
+        raise GraderError(f"grader error (not your fault): no sandbox slot: {exc.strerror or exc}") from None
+
+
+def check_suites(exercises: Sequence[registry.Exercise]) -> None:
+    """Refuse to grade (GraderError) when a hidden suite is missing or cannot even be compiled:
+    a missing suite is the grader's failure, never an official 0."""
+    for exercise in exercises:
+        path = SUITES / f"test_{exercise.name}.py"
+        try:
+            compile(path.read_bytes(), str(path), "exec")
+        except FileNotFoundError:
+            raise GraderError(f"the hidden suite of `{exercise.name}` is missing ({path.name}); "
+                              "grading refused") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise GraderError(f"the hidden suite of `{exercise.name}` is damaged ({path.name}: "
+                              f"{type(exc).__name__}); grading refused") from None
+
+
+def grader_failures(exercises: Sequence[registry.Exercise], collector: "_Collector") -> list[str]:
+    """Why this grading is the grader's failure (empty when it is not): a hidden test that did not
+    run (a suite or the reference that could not be imported), raised inside the suite, or could
+    not get a worker."""
+    problems = []
+    for exercise in exercises:
+        for test_name in exercise.tests:
+            outcome = collector.outcomes.get((exercise.name, test_name))
+            if outcome is None:
+                problems.append(f"{exercise.name}/{test_name} did not run (is the hidden suite or the "
+                                "reference missing or damaged?)")
+            elif outcome.kind in ("grader", "internal"):
+                problems.append(f"{exercise.name}/{test_name}: {outcome.message}")
+    return problems
+
+
 def _propagation_devices() -> list[str]:
     return ["meta", "cuda"] if torch.cuda.is_available() else ["meta"]
 
@@ -228,17 +268,23 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         reason = sandbox_module.unavailable_reason()
         if reason:
             raise SandboxUnavailable(f"the sandbox is unavailable ({reason}); official grading refuses to run")
+    check_suites(exercises)
     review_notes: list[str] = []
     scan_deadline = time.thread_time() + limits.SCAN_SECONDS  # one budget for the whole submission
     findings = {e.name: _static_findings(e, extracted, review_notes, scan_deadline) for e in exercises}
     value_device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
     propagation = ["meta"] if device == "meta" else _propagation_devices()
+    # A cold sandbox runs as a uid of its own (a slot leased for this grading); a launcher (batch)
+    # holds its own lease.
+    lease = lease_slot(slot) if sandbox and launcher is None else None
     session = StudentSession(
         extracted.cells, sandboxed=sandbox, device=value_device,
         forbidden={e.name: _worker_spec(e) for e in exercises},
-        sentinels=sorted({s for e in exercises for s in _sentinels(e)}), slot=slot,
+        sentinels=sorted({s for e in exercises for s in _sentinels(e)}), slot=lease.slot if lease else slot,
         call_timeout=max(e.timeout_s for e in exercises), launcher=launcher if sandbox else None)
-    collector = _Collector(session, seed if seed is not None else secrets.randbits(62), value_device, propagation)
+    if seed is None:  # the same graded content always gets the same inputs (autograder/seeds.py)
+        seed = seeds.derive_seed(assignment_id, [cell.source for cell in extracted.cells])
+    collector = _Collector(session, seed, value_device, propagation)
     errors = list(extracted.problems) + review_notes
     try:
         try:
@@ -250,13 +296,26 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         (run_suites or _run_suites)(exercises, collector)
     finally:
         session.close()
+        if lease is not None:
+            lease.release()
+    failures = grader_failures(exercises, collector)
+    if failures:
+        raise GraderError(f"grader error, not a grade (not your fault): {failures[0]}"
+                          + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
     errors += [f"{session_note}" for session_note in session.skipped.values() if session_note not in errors]
     results = []
     for exercise in exercises:
         hits = findings[exercise.name] + _runtime_findings(exercise, session.forbidden.get(exercise.name, []))
         results.append(_score(exercise, collector, hits, nbio.signature_problem(exercise, extracted.definitions)))
+    if device == "cuda" and value_device != "cuda":
+        device_note = "--device cuda asked for, but no CUDA device is available: fell back to the CPU"
+    elif device == "meta":
+        device_note = "values on the CPU; device handling checked on meta"
+    else:
+        device_note = ""
     return NotebookResult(notebook=Path(path).name, assignment=assignment_id, exercises=results,
-                          official=sandbox, errors=errors, seconds=round(time.monotonic() - started, 3))
+                          official=sandbox, errors=errors, seconds=round(time.monotonic() - started, 3),
+                          seed=seed, device=value_device, device_note=device_note, fingerprint=seeds.fingerprint())
 
 
 sandbox_module = sandbox

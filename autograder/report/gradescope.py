@@ -57,6 +57,9 @@ def as_data(results: Results) -> dict[str, Any]:
         output.append(f"{one_line(result.notebook)}: {fraction(result.score, result.max_score)}")
         if not result.official:
             output.append(UNOFFICIAL)
+        if result.provenance():
+            output.append(f"graded with {one_line(result.provenance())}")
+        output += [f"note: {one_line(notice)}" for notice in result.notices]
         output += [f"problem with the notebook: {one_line(error)}" for error in result.errors]
         output += [f"  {one_line(e.name)}: {one_line(e.status)} ({fraction(e.score, e.max_score)})" for e in result.exercises]
         for exercise in result.exercises:

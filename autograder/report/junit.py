@@ -40,6 +40,9 @@ def _suite(parent: ET.Element, result: NotebookResult, exercise: ExerciseResult,
             "notebook": result.notebook,
             "assignment": result.assignment,
             "official": str(result.official).lower(),
+            "seed": "" if result.seed is None else str(result.seed),
+            "device": result.device + (f" ({result.device_note})" if result.device_note else ""),
+            "grader": result.fingerprint,
             "status": exercise.status,
             "score": points(exercise.score),
             "max_score": points(exercise.max_score),
@@ -58,8 +61,8 @@ def _suite(parent: ET.Element, result: NotebookResult, exercise: ExerciseResult,
             _failure(testcase, test.message or exercise.message, exercise.status)
     if exercise.message:
         ET.SubElement(suite, "system-out").text = clip(visible(exercise.message), MESSAGE_LIMIT)
-    if result.errors:
-        ET.SubElement(suite, "system-err").text = "\n".join(visible(e) for e in result.errors)
+    if result.errors or result.notices:
+        ET.SubElement(suite, "system-err").text = "\n".join(visible(e) for e in [*result.notices, *result.errors])
 
 
 def render(results: Results) -> str:

@@ -85,6 +85,11 @@ def _notebook(result: NotebookResult, level: str) -> list[str]:
     if not result.official:
         lines += [f"> **{inline(UNOFFICIAL)}**", ""]
     lines += _table(result) + [""]
+    if result.provenance():
+        lines += [f"<sub>Graded with {inline(result.provenance())}</sub>", ""]
+    if result.notices:
+        lines += ["**Notes on the notebook:**", ""]
+        lines += [f"- {inline(clip(notice, MESSAGE_LIMIT))}" for notice in result.notices] + [""]
     if result.errors:
         lines += ["**Problems with the notebook:**", ""]
         lines += [f"- {inline(clip(error, MESSAGE_LIMIT))}" for error in result.errors] + [""]

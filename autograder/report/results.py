@@ -49,6 +49,24 @@ class NotebookResult:
     official: bool = True  # False when graded without the sandbox (--no-sandbox) or by `check`
     errors: list[str] = field(default_factory=list)  # notebook-level problems, one line each
     seconds: float = 0.0
+    # How to reproduce this grading: the seed of the hidden inputs, the device the tests ran on
+    # (``device_note`` says why it differs from the one asked for) and the grader's fingerprint.
+    seed: int | None = None
+    device: str = ""
+    device_note: str = ""
+    fingerprint: str = ""
+    notices: list[str] = field(default_factory=list)  # structural notices about the notebook, one line each
+
+    def provenance(self) -> str:
+        """One line: seed, device and grader, for every report format."""
+        parts = []
+        if self.seed is not None:
+            parts.append(f"seed {self.seed}")
+        if self.device:
+            parts.append(f"device {self.device}" + (f" ({self.device_note})" if self.device_note else ""))
+        if self.fingerprint:
+            parts.append(f"grader {self.fingerprint}")
+        return ", ".join(parts)
 
     @property
     def score(self) -> float:
@@ -66,6 +84,11 @@ class NotebookResult:
             "max_score": self.max_score,
             "official": self.official,
             "errors": list(self.errors),
+            "notices": list(self.notices),
+            "seed": self.seed,
+            "device": self.device,
+            "device_note": self.device_note,
+            "fingerprint": self.fingerprint,
             "exercises": [e.to_json() for e in self.exercises],
         }
 
@@ -88,6 +111,11 @@ class NotebookResult:
             official=data.get("official", True),
             errors=list(data.get("errors", [])),
             exercises=exercises,
+            notices=list(data.get("notices", [])),
+            seed=data.get("seed"),
+            device=data.get("device", ""),
+            device_note=data.get("device_note", ""),
+            fingerprint=data.get("fingerprint", ""),
         )
 
 

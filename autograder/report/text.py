@@ -84,6 +84,11 @@ def _notebook(result: NotebookResult) -> list[RenderableType]:
     if not result.official:
         parts.append(Text(UNOFFICIAL, style="bold red"))
     parts.append(_table(result))
+    if result.provenance():
+        parts.append(Text(f"Graded with {visible(result.provenance())}", style="dim"))
+    if result.notices:
+        parts.append(Text("Notes on the notebook:", style="bold"))
+        parts.extend(Text("  - " + _indented(notice, "    ")[4:]) for notice in result.notices)
     if result.errors:
         parts.append(Text("Problems with the notebook:", style="bold red"))
         parts.extend(Text("  - " + _indented(error, "    ")[4:]) for error in result.errors)

@@ -33,6 +33,8 @@ from autograder.sandbox import seccomp
 WORKER_PACKAGE = Path(__file__).resolve().parents[1] / "worker"
 SANDBOX_WORKER_ROOT = "/opt/autograder"  # the worker package appears as /opt/autograder/worker
 BASE_UID = 61000  # slot n runs as uid BASE_UID + n when the grader is root
+SLOT_COUNT = 1000  # slots 0..999: the uids 61000..61999 are the sandboxes'
+LOCK_DIRS = ("/run/lock", "/var/lock", "/tmp")  # where the slots' lock files live (the first usable)
 STAGING = "/mnt"  # an existing directory, shadowed by a tmpfs in the private mount namespace only
 
 
@@ -67,15 +69,52 @@ def _env(device: str) -> dict[str, str]:
     return env
 
 
+COURSE_ROOT = WORKER_PACKAGE.parent.parent  # never visible in the sandbox (hidden suites, reference)
+
+
+def worker_python() -> str:
+    """The Python the worker runs: the grader's own environment's interpreter."""
+    return os.path.join(os.path.realpath(sys.prefix), "bin", "python")
+
+
+@functools.lru_cache(maxsize=None)
+def _isolated_path() -> tuple[str, ...]:
+    """``sys.path`` of the worker's Python started with ``-I`` (as in the sandbox): what it imports
+    from, ``.pth`` additions included. Read once from the interpreter itself."""
+    try:
+        done = subprocess.run([worker_python(), "-I", "-c", "import sys, json; print(json.dumps(sys.path))"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        import json
+
+        return tuple(p for p in json.loads(done.stdout) if isinstance(p, str))
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return ()
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _python_sources() -> list[str]:
-    """Directories the worker's Python needs: the base installation and the virtual env."""
-    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
-    exe = os.path.realpath(sys.executable)
-    if not any(exe.startswith(p + os.sep) for p in paths):
+    """Directories the worker's Python needs, as real paths: the base installation, the virtual
+    env and every other directory on its isolated ``sys.path`` (``.pth`` files may point outside
+    the env). Nothing of the course tree is bound, except a virtual env inside it."""
+    prefix = os.path.realpath(sys.prefix)
+    paths = {os.path.realpath(sys.base_prefix), prefix}
+    exe = os.path.realpath(worker_python())
+    if not any(_inside(exe, p) for p in paths):
         paths.add(os.path.dirname(exe))
+    course = os.path.realpath(COURSE_ROOT)
+    for entry in _isolated_path():
+        real = os.path.realpath(entry) if entry else ""
+        if not real or not os.path.isdir(real) or real == "/" or _inside(course, real):
+            continue
+        if _inside(real, course) and not _inside(real, prefix):
+            continue
+        paths.add(real)
     # Nested paths are covered by their parent's bind.
     ordered = sorted(paths)
-    return [p for p in ordered if not any(p != q and p.startswith(q + os.sep) for q in ordered)]
+    return [p for p in ordered if not any(p != q and _inside(p, q) for q in ordered)]
 
 
 def _system_binds() -> list[str]:
@@ -149,16 +188,17 @@ def bwrap_command(binds: list[tuple[str, str]], device: str, limits: Limits,
            "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
     for key, value in _env(device).items():
         cmd += ["--setenv", key, value]
+    # The private /tmp and /dev first, the read-only binds after: a course (and its .venv) checked
+    # out under /tmp is then bound on top of the private /tmp instead of being hidden by it.
+    cmd += ["--proc", "/proc", "--dev", "/dev", *_device_binds(device),
+            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm"]
     cmd += _system_binds()
     for source, dest in binds:
         cmd += ["--ro-bind", source, dest]
-    cmd += ["--proc", "/proc", "--dev", "/dev", *_device_binds(device),
-            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
-            "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
     if seccomp_fd is not None:
         cmd += ["--seccomp", str(seccomp_fd)]
-    python = os.path.join(os.path.realpath(sys.prefix), "bin", "python")
-    cmd += ["--", python, "-I", "-c", worker_python_code()]
+    cmd += ["--", worker_python(), "-I", "-c", worker_python_code()]
     return cmd
 
 
@@ -192,7 +232,10 @@ def _sandboxed(device: str, slot: int, limits: Limits, seccomp_fd: int | None = 
     staged = [f"{STAGING}/{i}" for i in range(len(all_sources))]
     binds = [(s, d) for s, d in zip(staged, sources)] + [(staged[-1], worker_dest)]
     uid = BASE_UID + slot
-    script = [f"mount -t tmpfs -o size=64k,mode=755 agstage {STAGING}"]
+    # The sandbox joins its slot's control groups first (CPU weight, task cap): a submission that
+    # starts as many processes as it can gets one slot's share of the CPU, not the machine.
+    script = [f"echo $$ > {group}/cgroup.procs 2>/dev/null || true" for group in slot_cgroups(slot, limits)]
+    script.append(f"mount -t tmpfs -o size=64k,mode=755 agstage {STAGING}")
     for i, (source, target) in enumerate(zip(all_sources, staged)):
         script += [f'mkdir {target}', f'mount --bind "${i + 1}" {target}', f"mount -o remount,bind,ro {target}"]
     script.append(f'shift {len(all_sources)}; cd /; exec env -i "$@"')  # nothing of the shell reaches PID 1
@@ -201,6 +244,54 @@ def _sandboxed(device: str, slot: int, limits: Limits, seccomp_fd: int | None = 
     return ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-ec", "; ".join(script), "sh", *all_sources, *drop,
             *bwrap_command(binds, device, limits, seccomp_fd)]
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _write(path: str, value: str) -> bool:
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+        return True
+    except OSError:
+        return False
+
+
+def slot_cgroups(slot: int, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    """The control groups (created on demand, root only, best effort) the sandbox of ``slot`` runs
+    in: a CPU group of the default weight, so that every sandbox on the machine gets an equal
+    share of the CPU however many tasks it runs, and a ``pids`` group capping its tasks. Absent
+    where cgroups are not writable (a container, not root): the uid limits still apply."""
+    if os.geteuid() != 0 or not os.path.isdir(CGROUP_ROOT):
+        return []
+    tasks = str(limits.processes + 8)  # bubblewrap's own processes on top of the submission's
+    groups = []
+    # Each slot's group sits next to the machine's other processes (not under a common parent),
+    # so that a sandbox weighs like one process: never more, however many tasks it starts.
+    if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers"):  # cgroup v2, one hierarchy
+        group = f"{CGROUP_ROOT}/autograder-slot-{slot}"
+        try:
+            os.makedirs(group, exist_ok=True)
+        except OSError:
+            return []
+        for controller in ("cpu", "pids"):
+            _write(f"{CGROUP_ROOT}/cgroup.subtree_control", f"+{controller}")
+        _write(f"{group}/pids.max", tasks)
+        return [group]
+    for controller in ("cpu", "pids"):  # cgroup v1, one hierarchy per controller
+        base = f"{CGROUP_ROOT}/{controller}"
+        if not os.path.isfile(f"{base}/cgroup.procs"):
+            continue
+        group = f"{base}/autograder-slot-{slot}"
+        try:
+            os.makedirs(group, exist_ok=True)
+        except OSError:
+            continue
+        if controller == "pids":
+            _write(f"{group}/pids.max", tasks)
+        groups.append(group)
+    return groups
 
 
 def plain_command(limits: Limits = DEFAULT_LIMITS) -> list[str]:
@@ -283,6 +374,51 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def tree_usage(root: int) -> tuple[float, float]:
+    """(CPU seconds, seconds spent runnable but waiting for a CPU) of ``root`` and every process
+    below it, threads and already reaped children included (``/proc``'s ``stat`` and
+    ``schedstat``). The CPU time is what the submission consumed, whatever the machine's load; the
+    waiting time says whether a slow call was slowed by other load (the machine's fault) or by the
+    code's own sleeping or blocking (the submission's)."""
+    parents: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0.0, 0.0
+    stats: dict[int, list[bytes]] = {}
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+            stats[int(entry)] = fields
+        except (OSError, IndexError, ValueError):
+            continue
+    below: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        below.setdefault(parent, []).append(pid)
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = wait = 0.0
+    todo = [root] if root in stats else []
+    while todo:
+        pid = todo.pop()
+        fields = stats[pid]
+        try:  # utime, stime, cutime, cstime (fields 14-17 of stat; state is field 3)
+            cpu += sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+        except (IndexError, ValueError):
+            pass
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as handle:
+                    wait += int(handle.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            pass
+        todo.extend(below.get(pid, []))
+    return cpu, wait
+
+
 def _parent(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
@@ -338,6 +474,79 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+class SlotBusy(OSError):
+    """Every sandbox slot is taken by another grading on this machine."""
+
+
+class SlotLease:
+    """A sandbox slot held by this grading, and so its uid (``BASE_UID + slot`` as root), with its
+    own per-uid process limit: no other grading on this machine (``grade``, ``check``, ``ci``,
+    ``nbgrader autograde``, ``grade-batch``) uses it until :meth:`release`. The hold is an
+    ``flock`` on a per-slot lock file: the kernel drops it when this process ends, however it ends."""
+
+    def __init__(self, slot: int, fd: int | None) -> None:
+        self.slot = slot
+        self._fd = fd
+
+    @property
+    def uid(self) -> int:
+        return BASE_UID + self.slot if os.geteuid() == 0 else os.getuid()
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+    def __enter__(self) -> "SlotLease":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _lock_dir() -> str:
+    for base in LOCK_DIRS:
+        folder = os.path.join(base, f"autograder-slots-{os.geteuid()}")
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    raise SlotBusy(errno.EACCES, "no writable folder for the sandbox slots' lock files")
+
+
+def lease_slot(preferred: int = 0) -> SlotLease:
+    """Hold the first free slot from ``preferred`` on (wrapping around). A slot is free when no
+    grading holds its lock and, as root, no process of its uid is left (a sandbox still dying)."""
+    import fcntl
+
+    folder = _lock_dir()
+    for offset in range(SLOT_COUNT):
+        slot = (preferred + offset) % SLOT_COUNT
+        fd = os.open(os.path.join(folder, f"slot-{slot}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if os.geteuid() == 0 and tasks_of(BASE_UID + slot):
+            os.close(fd)
+            continue
+        return SlotLease(slot, fd)
+    raise SlotBusy(errno.EAGAIN, f"all {SLOT_COUNT} sandbox slots are in use on this machine")
+
+
+#: What bubblewrap (or the kernel, through it) says when the machine, not the submission, could not
+#: start a sandbox: retried, then a grader error, never the student's crash.
+RESOURCE_ERRORS = ("Resource temporarily unavailable", "Cannot allocate memory", "No space left on device",
+                   "Too many open files", "Creating new namespace failed")
+
+
+def is_resource_error(text: str) -> bool:
+    return any(marker in text for marker in RESOURCE_ERRORS)
 
 
 @functools.lru_cache(maxsize=None)

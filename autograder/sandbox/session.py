@@ -44,11 +44,13 @@ import os
 import secrets
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import torch
 
+from autograder.errors import GraderError
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.worker import protocol
 
@@ -129,8 +131,26 @@ class _Tail:
         return bytes(self.data[-self.limit:]).decode(errors="replace")
 
 
+def machine_starved(cpu: float, waited: float, wall: float) -> bool:
+    """Whether a call that ran past the wall-clock backstop was held back by the machine: its
+    sandbox spent most of the time runnable but waiting for a CPU, with about one runnable task
+    (running plus waiting adds up to at most 1.5 x the wall clock). Code that sleeps or blocks
+    waits little; code that runs many threads or processes of its own waits for itself (the sum
+    exceeds the wall clock): both are the submission's doing."""
+    return waited > max(1.0, (wall - cpu) / 2) and cpu + waited <= 1.5 * wall
+
+
+class MachineBusy(GraderError):
+    """A call was cut short by the machine's load, not by the submission's code (see
+    :meth:`WorkerProcess.request`): retried once, then a grader error, never a timeout."""
+
+
 class WorkerProcess:
     """One worker process and its two pipes."""
+
+    POLL_S = 0.25  # how often a running call's CPU time is read
+    WALL_FACTOR = 3  # wall-clock backstop: WALL_FACTOR x the CPU-time limit + WALL_EXTRA_S
+    WALL_EXTRA_S = 30.0
 
     def __init__(self, *, sandboxed: bool, device: str, slot: int = 0,
                  limits: sandbox.Limits = sandbox.DEFAULT_LIMITS, launcher: Any = None) -> None:
@@ -178,12 +198,34 @@ class WorkerProcess:
                 box["error"] = exc
 
         thread = threading.Thread(target=exchange, daemon=True)
+        started = time.monotonic()
+        cpu_before, wait_before = self.usage()
         thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
-            self.kill(f"did not finish within {timeout:g} s (wall clock) and was stopped")
-            thread.join(5)
-            raise StudentError("timeout", self.dead or "timed out")
+        thread.join(min(timeout, self.POLL_S))
+        while thread.is_alive():
+            # ``timeout`` judges the submission by the CPU time it used (its own processes and
+            # threads), not by the wall clock, which a loaded machine stretches. The wall clock is
+            # only a generous backstop for code that sleeps or blocks.
+            cpu, waited = self.usage()
+            cpu -= cpu_before
+            waited -= wait_before
+            wall = time.monotonic() - started
+            if cpu > timeout:
+                self.kill(f"used more than {timeout:g} s of CPU time and was stopped")
+                thread.join(5)
+                raise StudentError("timeout", self.dead or "timed out")
+            if wall > self.WALL_FACTOR * timeout + self.WALL_EXTRA_S:
+                if machine_starved(cpu, waited, wall):
+                    # Runnable but not running: other load on the machine, not this code.
+                    self.kill("stopped: the machine was too busy")
+                    thread.join(5)
+                    raise MachineBusy(f"a call was slowed down by the machine's load ({wall:.0f} s wall clock, "
+                                      f"{cpu:.1f} s of CPU, {waited:.0f} s waiting for a CPU)")
+                self.kill(f"did not finish within {wall:.0f} s (it waited or slept, using {cpu:.1f} s of CPU) "
+                          "and was stopped")
+                thread.join(5)
+                raise StudentError("timeout", self.dead or "timed out")
+            thread.join(self.POLL_S)
         if "reply" in box:
             return box["reply"]
         error = box.get("error")
@@ -192,6 +234,11 @@ class WorkerProcess:
             raise StudentError("protocol", self.dead or "malformed reply")
         self.kill(self._death_reason())
         raise StudentError("crashed", self.dead or "the worker ended")
+
+    def usage(self) -> tuple[float, float]:
+        """(CPU seconds, seconds waiting for a CPU) of this worker's sandbox so far."""
+        root = self.proc.slot.proc.pid if self.launcher is not None and self.proc.slot.proc is not None else self.proc.pid
+        return sandbox.tree_usage(root)
 
     def _death_reason(self) -> str:
         try:
@@ -249,6 +296,8 @@ class StudentSession:
 
     MAX_STRIKES = 2
     MAX_RESTARTS = 10
+    START_ATTEMPTS = 4  # a worker that cannot start is retried (the machine may be briefly out of resources)
+    START_BACKOFF_S = 1.0
 
     def __init__(self, cells: Sequence[Cell], *, sandboxed: bool = True, device: str = "cpu",
                  forbidden: dict[str, dict[str, list[str]]] | None = None, sentinels: Sequence[str] = (),
@@ -289,15 +338,8 @@ class StudentSession:
             if self.restarts > self.MAX_RESTARTS:
                 raise StudentError("crashed", "the notebook's code crashed the worker too many times; gave up")
             self.restarts += 1
-            worker = WorkerProcess(sandboxed=self.sandboxed, device=self.worker_device, slot=self.slot,
-                                   limits=self.limits, launcher=self.launcher)
+            worker = self._fresh_worker()
             self.worker = worker
-            try:
-                reply, _ = worker.request(self.setup_header, None, self.load_timeout)
-            except StudentError as exc:
-                worker.kill(exc.message)
-                raise StudentError("crashed", f"the grading worker could not start: {exc.message}; "
-                                   f"output: {worker.output.text()[-300:]!r}") from None
             problems = []
             for index, cell in enumerate(self.cells):
                 if index in self.skipped:
@@ -314,6 +356,32 @@ class StudentSession:
             else:
                 self.load_problems = problems
 
+    def _fresh_worker(self) -> WorkerProcess:
+        """A started worker that has answered its set-up request. No student code has run yet, so
+        any failure up to here is the machine's or the grader's (a sandbox that cannot get a
+        process or a namespace, a zygote that died): retried with a pause, then a GraderError."""
+        reason = ""
+        for attempt in range(self.START_ATTEMPTS):
+            if attempt:
+                time.sleep(self.START_BACKOFF_S * 2 ** (attempt - 1))
+            try:
+                worker = WorkerProcess(sandboxed=self.sandboxed, device=self.worker_device, slot=self.slot,
+                                       limits=self.limits, launcher=self.launcher)
+            except (OSError, RuntimeError) as exc:  # fork/exec failed; forkserver.SlotError is a RuntimeError
+                reason = f"{type(exc).__name__}: {exc}"
+                continue
+            try:
+                worker.request(self.setup_header, None, self.load_timeout)
+                return worker
+            except MachineBusy as exc:
+                reason = exc.message
+            except StudentError as exc:
+                worker.kill(exc.message)
+                worker.output.thread.join(2)
+                lines = [line for line in worker.output.text().splitlines() if line.strip()]
+                reason = f"{exc.message}" + (f" ({lines[-1].strip()[:200]})" if lines else "")
+        raise GraderError(f"the sandboxed worker could not start after {self.START_ATTEMPTS} attempts: {reason}")
+
     # ------------------------------------------------------------------------------ calls
     def _call(self, header: dict[str, Any], tensors: dict[str, torch.Tensor], timeout: float | None) -> Any:
         function = header["function"]
@@ -324,7 +392,11 @@ class StudentSession:
         self.start()
         assert self.worker is not None
         try:
-            reply, reply_tensors = self.worker.request(header, tensors, timeout or self.call_timeout)
+            try:
+                reply, reply_tensors = self.worker.request(header, tensors, timeout or self.call_timeout)
+            except MachineBusy:  # once more on a fresh worker; a second time is a grader error
+                self.start()
+                reply, reply_tensors = self.worker.request(header, tensors, timeout or self.call_timeout)
         except StudentError as exc:
             self.strikes.setdefault(function, []).append(
                 ("timeout: " if exc.kind == "timeout" else "") + exc.message)

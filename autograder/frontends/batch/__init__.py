@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import secrets
 import sys
 import threading
 import time
@@ -58,7 +57,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--gradebook", metavar="DB_URL",
                         help="also write the scores into this nbgrader gradebook (e.g. sqlite:///gradebook.db)")
     parser.add_argument("--seed", type=int, help="seed of the random test inputs for every submission "
-                        "(default: a fresh one per submission, recorded in its JSON)")
+                        "(default: derived from the course secret and the submission's graded content, "
+                        "so a regrade draws the same inputs; recorded in its JSON)")
     parser.add_argument("--force", action="store_true", help="grade every submission again")
     parser.add_argument("--first-slot", type=int, default=0, metavar="K",
                         help="sandbox slots K..K+N-1 (uids 61000+slot when root); keep concurrent batches apart")
@@ -138,7 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
         tasks.append({"key": submission.key, "name": submission.notebook, "path": str(submission.path.absolute()),
                       "root": str((submission.root or submission.path.parent).absolute()),
                       "sha256": digest, "assignment": submission.assignment, "device": args.device,
-                      "seed": args.seed if args.seed is not None else secrets.randbits(62)})
+                      "seed": args.seed})  # None: derived from the content (autograder/seeds.py)
 
     workers = max(1, min(args.workers, len(tasks))) if tasks else 0
     # The class report's plotting library loads while the graders start (this process is idle then).

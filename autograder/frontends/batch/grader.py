@@ -36,11 +36,15 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 class SlotGrader:
     def __init__(self, slot: int, device: str = "cpu") -> None:
+        from autograder.sandbox import bubblewrap as sandbox
         from autograder.sandbox import forkserver
 
-        self.slot_number = slot
+        # The slot (and so the sandbox uid) is leased for this grader's life: another grading on
+        # this machine (a second batch, `grade`, `ci`, nbgrader) never shares its process limit.
+        self.lease = sandbox.lease_slot(slot)
+        self.slot_number = self.lease.slot
         self.device = device
-        self.slot = forkserver.Slot(slot, device=self._worker_device(device))
+        self.slot = forkserver.Slot(self.slot_number, device=self._worker_device(device))
         self.slot.start()  # the sandbox imports torch while this process imports the engine
         from autograder.grading.suite_server import SuiteServer
 
@@ -62,7 +66,7 @@ class SlotGrader:
     def grade(self, task: dict[str, Any]) -> dict[str, Any]:
         from autograder.sandbox import bubblewrap as sandbox
         from autograder.grading.engine import grade_notebook
-        from autograder.errors import SandboxUnavailable
+        from autograder.errors import GraderError, SandboxUnavailable
 
         started = time.monotonic()
         out: dict[str, Any] = {"key": task["key"], "status": "error", "result": None, "message": "",
@@ -89,11 +93,13 @@ class SlotGrader:
                 result = grade_notebook(path, device=task.get("device", self.device), assignment=task.get("assignment"),
                                         seed=task["seed"], slot=self.slot_number, launcher=self.slot,
                                         run_suites=self.suites)
-                out.update(status="graded", result=result.to_json())
+                out.update(status="graded", result=result.to_json(), seed=result.seed)
             except UnusableInput as exc:
                 out.update(status="unusable", message=str(exc).replace(str(path), path.name))
             except SandboxUnavailable as exc:
                 out.update(status="no_sandbox", message=str(exc))
+            except GraderError as exc:  # retried already; never a score, retried on resume
+                out.update(status="error", message=str(exc)[:1000])
             except Exception as exc:  # noqa: BLE001 - a grader bug, not the student's fault; retried on resume
                 out.update(status="error", message=f"internal grader error (not the student's fault): "
                                                    f"{type(exc).__name__}: {exc}"[:1000])
@@ -107,6 +113,7 @@ class SlotGrader:
     def close(self) -> None:
         self.slot.close()
         self.suites.close()
+        self.lease.release()
 
 
 def redirect_output(log: Path) -> None:
