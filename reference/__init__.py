@@ -4,13 +4,14 @@ One function per exercise of ``autograder/course/registry.py``, named as the exe
 registry's signature and the contract of EXERCISES.md. Never shipped to students.
 """
 
-from .attention import self_attention
+from .attention import multi_head_attention, self_attention
 from .conv import corr2d
 from .linear import cross_entropy, softmax
 from .optim import adam_step, init_adam_states
 from .regularization import dropout
-from .rl import q_learning_update
+from .rl import q_learning_update, sarsa_update, value_iteration
 from .rnn import clip_grad
+from .transformer import layer_norm
 
 __all__ = [
     "softmax",
@@ -22,4 +23,8 @@ __all__ = [
     "init_adam_states",
     "self_attention",
     "q_learning_update",
+    "layer_norm",
+    "multi_head_attention",
+    "sarsa_update",
+    "value_iteration",
 ]

@@ -46,7 +46,7 @@ PROPERTIES = settings(max_examples=int(os.environ.get("REFERENCE_MAX_EXAMPLES", 
 ORACLE_DTYPE = torch.float64
 
 #: The exercises whose result is differentiable with respect to their floating inputs.
-DIFFERENTIABLE = ("softmax", "cross_entropy", "dropout", "corr2d", "self_attention")
+DIFFERENTIABLE = ("softmax", "cross_entropy", "dropout", "corr2d", "self_attention", "layer_norm", "multi_head_attention")
 #: Memory layouts a property test may hand to a function (see ``random_tensor``).
 LAYOUTS = ("contiguous", "transposed", "strided", "expanded")
 
@@ -225,7 +225,7 @@ def run_public_case(exercise: Exercise, case: PublicCase, *, backward: bool = Fa
         assert fn(params, reference.init_adam_states(params), **args) is None, "adam_step returned a value"
         expected_params = [_case_tensor(case, "params", e) for e in expected["params"]]
         return [(f"param {i}", p.detach(), e) for i, (p, e) in enumerate(zip(params, expected_params))]
-    if exercise.name == "q_learning_update":
+    if exercise.name in ("q_learning_update", "sarsa_update"):
         Q = _case_tensor(case, "Q", args.pop("Q"))
         td_error = fn(Q, **args)
         return [
@@ -233,6 +233,10 @@ def run_public_case(exercise: Exercise, case: PublicCase, *, backward: bool = Fa
             ("Q", Q, _case_tensor(case, "Q", expected["Q"])),
         ]
     tensors = {n: _case_tensor(case, n, v) if isinstance(v, list) else v for n, v in args.items()}
+    if exercise.name == "value_iteration":
+        V, policy = fn(**tensors)
+        return [("V", V, _case_tensor(case, "V", expected["V"])),
+                ("policy", policy, torch.tensor(expected["policy"], dtype=torch.int64))]
     if backward:
         tensors = {n: t.requires_grad_() if is_float(t) else t for n, t in tensors.items()}
     Y = fn(**tensors)

@@ -181,11 +181,28 @@ def _q_learning_update_trial(exercise: Exercise, case: PublicCase) -> _Trial:
     return _Trial(args, kwargs, comparisons)
 
 
+def _value_iteration_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+    """A pair ``(V, policy)`` is returned: V compared as floats, the policy exactly (int64)."""
+    values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
+    args, kwargs = _arguments(exercise, values)
+
+    def comparisons(result: Any) -> list[Comparison]:
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise AssertionError(f"{exercise.name} must return a pair (V, policy), but returned {_describe(result)}.")
+        V, policy = result
+        return [("the returned V", V, _literal(case.expected["V"])),
+                ("the returned policy", policy, _literal(case.expected["policy"], "int64"))]
+
+    return _Trial(args, kwargs, comparisons)
+
+
 #: Exercises whose cases are not "call, then compare the output" (in-place updates).
 _TRIAL_BUILDERS: dict[str, Callable[[Exercise, PublicCase], _Trial]] = {
     "clip_grad": _clip_grad_trial,
     "adam_step": _adam_step_trial,
     "q_learning_update": _q_learning_update_trial,
+    "sarsa_update": _q_learning_update_trial,
+    "value_iteration": _value_iteration_trial,
 }
 
 

@@ -24,8 +24,9 @@ the student returned that could not be sent, e.g. a subclass, arrives as ``proto
                  Returns ``{"params": [[Tensor per param] per step], "states": [[v, s] per param],
                  "returned": [value per step], "same_objects": bool, "history_free": bool,
                  "grads_kept": bool}``.
-``q_update``   — args ``Q, s, a, r, s_next, done, alpha, gamma``. Returns ``{"returned": value,
-                 "Q_after": Tensor, "same_object": bool}``.
+``q_update``   — args ``Q`` then the update's other arguments in signature order (``s, a, r, s_next,
+                 done, alpha, gamma``; SARSA adds ``a_next``), passed positionally after a fresh
+                 copy of ``Q``. Returns ``{"returned": value, "Q_after": Tensor, "same_object": bool}``.
 ``q_train``    — args ``desc: list[str]`` (a FrozenLake map), ``episodes``, ``max_steps``,
                  ``alpha``, ``gamma``, ``epsilon``, ``seed``. The worker runs the grader's
                  epsilon-greedy loop on gymnasium's FrozenLake (is_slippery=False) with that map,
@@ -33,6 +34,14 @@ the student returned that could not be sent, e.g. a subclass, arrives as ``proto
                  "transitions": Tensor (N, 5) float64 rows [s, a, r, s_next, done]}``; the grader
                  re-checks every transition against its own copy of the environment and replays
                  them through the reference.
+``td_episodes`` — the general episode loop: args ``env`` (a gymnasium id), ``env_kwargs``,
+                 ``episodes``, ``max_steps``, ``max_total_steps`` (optional), ``gamma``, ``epsilon``,
+                 ``seed``, ``alphas`` (``[[first
+                 episode, alpha], ...]``) and ``call`` (the update's parameter names in order, from
+                 ``Q, s, a, r, s_next, a_next, done, alpha, gamma``; naming ``a_next`` makes the loop
+                 on-policy). Epsilon-greedy with random tie-breaking from a zero float64 table.
+                 Returns ``{"Q": Tensor, "transitions": Tensor (N, 6) float64 rows [s, a, r, s_next,
+                 a_next, done]}`` (``a_next`` = -1 off-policy); the grader checks and replays them.
 
 Errors of the student's code raise :class:`StudentError`; the session restarts a dead worker on
 the next call, so one crash costs only the call that caused it.

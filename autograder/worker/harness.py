@@ -129,7 +129,8 @@ def adam(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
 def q_update(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
     Q = args["Q"].detach().clone()
     ptr = Q.data_ptr()
-    value = fn(Q, args["s"], args["a"], args["r"], args["s_next"], args["done"], args["alpha"], args["gamma"])
+    # the table first, then the other arguments in the order the grader sent them (the signature's)
+    value = fn(Q, *[v for k, v in args.items() if k != "Q"])
     return {"returned": _snapshot(value), "Q_after": _snapshot(Q), "same_object": Q.data_ptr() == ptr}
 
 
@@ -162,4 +163,64 @@ def q_train(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
     return {"Q": _snapshot(Q), "transitions": table}
 
 
-HARNESSES = {"clip_grad": clip_grad, "adam": adam, "q_update": q_update, "q_train": q_train}
+#: What the episode loop can pass to a tabular update, by parameter name.
+_STEP_VALUES = ("Q", "s", "a", "r", "s_next", "a_next", "done", "alpha", "gamma")
+
+
+def td_episodes(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    """The grader's epsilon-greedy episode loop on a gymnasium environment, calling a tabular update.
+
+    args: ``env`` (a gymnasium id) and ``env_kwargs``; ``episodes``, ``max_steps`` (a longer episode
+    is cut: truncated, not done), optionally ``max_total_steps`` (the run stops there, so that a table
+    that never learns cannot walk at random for episodes * max_steps steps); ``gamma``, ``epsilon``,
+    ``seed``; ``alphas``: ``[[first_episode,
+    alpha], ...]`` (the step size from that episode on); ``call``: the update's parameter names in
+    order, each one of ``_STEP_VALUES``. When ``call`` names ``a_next`` the loop is on-policy (SARSA):
+    the next action is chosen before the update, passed to it, and then taken.
+    Returns the table and every transition as rows ``[s, a, r, s_next, a_next, done]`` (a_next = -1
+    off-policy); the grader checks them against its own copy of the environment and replays them.
+    """
+    import gymnasium as gym
+
+    names = [str(n) for n in args["call"]]
+    if any(n not in _STEP_VALUES for n in names):
+        raise ValueError(f"td_episodes: unknown parameter in {names}")
+    on_policy = "a_next" in names
+    env = gym.make(str(args["env"]), max_episode_steps=int(args["max_steps"]), **dict(args.get("env_kwargs") or {}))
+    n_states, n_actions = int(env.observation_space.n), int(env.action_space.n)
+    Q = torch.zeros((n_states, n_actions), dtype=torch.float64)
+    chooser = random.Random(int(args["seed"]))
+    schedule = sorted((int(e), float(alpha)) for e, alpha in args["alphas"])
+    gamma, epsilon = float(args["gamma"]), float(args["epsilon"])
+
+    def choose(state: int) -> int:
+        if chooser.random() < epsilon:
+            return chooser.randrange(n_actions)
+        row = Q[state].tolist()  # greedy, ties broken at random so an all-zero table still explores
+        top = max(row)
+        return chooser.choice([i for i in range(n_actions) if row[i] == top])
+
+    budget = int(args.get("max_total_steps") or 0)  # 0: no limit; else the run stops after that many steps
+    transitions = []
+    for episode in range(int(args["episodes"])):
+        if budget and len(transitions) >= budget:
+            break
+        alpha = [a for first, a in schedule if first <= episode][-1]
+        s, _ = env.reset(seed=int(args["seed"]) + episode)
+        a = choose(int(s))
+        done = False
+        while not done:
+            s_next, r, terminated, truncated, _ = env.step(a)
+            a_next = choose(int(s_next)) if on_policy else -1
+            values = {"Q": Q, "s": int(s), "a": int(a), "r": float(r), "s_next": int(s_next), "a_next": int(a_next),
+                      "done": bool(terminated), "alpha": alpha, "gamma": gamma}
+            fn(*[values[n] for n in names])
+            transitions.append([int(s), int(a), float(r), int(s_next), int(a_next), float(terminated)])
+            s, done = s_next, terminated or truncated or (budget and len(transitions) >= budget)
+            a = a_next if on_policy else choose(int(s))
+    env.close()
+    table = torch.tensor(transitions, dtype=torch.float64) if transitions else torch.zeros((0, 6), dtype=torch.float64)
+    return {"Q": _snapshot(Q), "transitions": table}
+
+
+HARNESSES = {"clip_grad": clip_grad, "adam": adam, "q_update": q_update, "q_train": q_train, "td_episodes": td_episodes}
