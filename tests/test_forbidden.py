@@ -74,6 +74,11 @@ def make_args(exercise: str, device: str = "cpu") -> dict:
     if exercise == "self_attention":
         mask = torch.tril(torch.ones(3, 3, dtype=torch.bool, device=device))
         return {"X": t(2, 3, 4), "W_q": t(4, 4), "W_k": t(4, 4), "W_v": t(4, 4), "mask": mask}
+    if exercise == "layer_norm":
+        return {"X": t(2, 3, 4), "gamma": t(4), "beta": t(4)}
+    if exercise == "multi_head_attention":
+        mask = torch.tril(torch.ones(3, 3, dtype=torch.bool, device=device))
+        return {"X": t(2, 3, 4), "W_q": t(4, 4), "W_k": t(4, 4), "W_v": t(4, 4), "W_o": t(4, 4), "num_heads": 2, "mask": mask}
     raise KeyError(exercise)
 
 

@@ -82,6 +82,26 @@ def q_learning_update(Q, s, a, r, s_next, done, alpha, gamma):
 CORRECT = {f.__name__: f for f in (softmax, cross_entropy, dropout, corr2d, clip_grad, adam_step, self_attention, q_learning_update)}
 
 
+def _first_correct_fixture(name: str):
+    """The first ``correct_*`` function of tests/fixtures/implementations/<name>.py, or None."""
+    import importlib.util
+
+    path = ROOT / "tests" / "fixtures" / "implementations" / f"{name}.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"_public_fixture_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    function = next((getattr(module, n) for n in vars(module) if n.startswith("correct_")), None)
+    if function is not None:
+        function.__name__ = name  # as pasted into the notebook under the exercise's name
+    return function
+
+
+# exercises without a hand-written function above: the first correct fixture (written as students write)
+CORRECT.update({n: f for n in BY_NAME if n not in CORRECT and (f := _first_correct_fixture(n)) is not None})
+
+
 def test_every_exercise_has_a_correct_function_here():
     assert set(CORRECT) == set(BY_NAME)
 

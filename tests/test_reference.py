@@ -985,6 +985,11 @@ NON_MUTATING = {
         "K": random_tensor((2, 3), torch.float64, gen),
     },
     "self_attention": lambda gen: {**_attention_inputs(2, 3, 4, 2, 2, torch.float64, gen), "mask": _causal(3)},
+    "layer_norm": lambda gen: {"X": random_tensor((2, 3, 4), torch.float64, gen), "gamma": random_tensor((4,), torch.float64, gen),
+                               "beta": random_tensor((4,), torch.float64, gen)},
+    "multi_head_attention": lambda gen: {"X": random_tensor((2, 3, 4), torch.float64, gen),
+                                         **{w: random_tensor((4, 4), torch.float64, gen) for w in ("W_q", "W_k", "W_v", "W_o")},
+                                         "num_heads": 2, "mask": _causal(3)},
 }
 
 
