@@ -6,11 +6,13 @@ registry's signature and the contract of EXERCISES.md. Never shipped to students
 
 from .attention import multi_head_attention, self_attention
 from .conv import corr2d
+from .gated_rnn import gru_cell, lstm_cell
 from .linear import cross_entropy, softmax
 from .optim import adam_step, init_adam_states
 from .regularization import dropout
 from .rl import q_learning_update, sarsa_update, value_iteration
 from .rnn import clip_grad
+from .transfer import replace_classifier
 from .transformer import layer_norm
 
 __all__ = [
@@ -27,4 +29,7 @@ __all__ = [
     "multi_head_attention",
     "sarsa_update",
     "value_iteration",
+    "gru_cell",
+    "lstm_cell",
+    "replace_classifier",
 ]

@@ -79,7 +79,45 @@ def make_args(exercise: str, device: str = "cpu") -> dict:
     if exercise == "multi_head_attention":
         mask = torch.tril(torch.ones(3, 3, dtype=torch.bool, device=device))
         return {"X": t(2, 3, 4), "W_q": t(4, 4), "W_k": t(4, 4), "W_v": t(4, 4), "W_o": t(4, 4), "num_heads": 2, "mask": mask}
+    if exercise in ("gru_cell", "lstm_cell"):
+        names = GATED_PARAMETERS[exercise]
+        params = {n: t(4) if n.startswith("b_") else t(3, 4) if n.startswith("W_x") else t(4, 4) for n in names}
+        state = t(2, 4) if exercise == "gru_cell" else (t(2, 4), t(2, 4))
+        return {"x": t(2, 3), "h" if exercise == "gru_cell" else "state": state, "params": params}
     raise KeyError(exercise)
+
+
+GATED_PARAMETERS = {
+    "gru_cell": ("W_xz", "W_hz", "b_z", "W_xr", "W_hr", "b_r", "W_xh", "W_hh", "b_h"),
+    "lstm_cell": ("W_xi", "W_hi", "b_i", "W_xf", "W_hf", "b_f", "W_xo", "W_ho", "b_o", "W_xc", "W_hc", "b_c"),
+}
+# torch's stacked weights from the d2l parameters: GRU gates r, z, n; LSTM gates i, f, g, o.
+_GRU_WIH = "torch.cat([params['W_xr'], params['W_xz'], params['W_xh']], 1).T.contiguous()"
+_GRU_WHH = "torch.cat([params['W_hr'], params['W_hz'], params['W_hh']], 1).T.contiguous()"
+_LSTM_WIH = "torch.cat([params['W_xi'], params['W_xf'], params['W_xc'], params['W_xo']], 1).T.contiguous()"
+_LSTM_WHH = "torch.cat([params['W_hi'], params['W_hf'], params['W_hc'], params['W_ho']], 1).T.contiguous()"
+_H = {"gru_cell": "h", "lstm_cell": "state[0]"}
+_C = {"gru_cell": "", "lstm_cell": ", state[1]"}
+
+
+def _gated_usage(exercise: str) -> dict[str, str]:
+    h, c = _H[exercise], _C[exercise]
+    gru_w = (f"{_GRU_WIH}, {_GRU_WHH}" if exercise == "gru_cell" else
+             "torch.cat([params['W_xi']] * 3, 1).T.contiguous(), torch.cat([params['W_hi']] * 3, 1).T.contiguous()")
+    lstm_w = (f"{_LSTM_WIH}, {_LSTM_WHH}" if exercise == "lstm_cell" else
+              "torch.cat([params['W_xz']] * 4, 1).T.contiguous(), torch.cat([params['W_hz']] * 4, 1).T.contiguous()")
+    hc = "state" if exercise == "lstm_cell" else "(h, h)"
+    size = f"x.shape[1], {h}.shape[1], dtype=x.dtype"
+    return {
+        "torch.nn.GRU": f"{{f}}({size})(x[None], {h}[None])[1][0]{c}",
+        "torch.nn.GRUCell": f"{{f}}({size})(x, {h}){c}",
+        "torch.nn.LSTM": f"{{f}}({size})(x[None])[0][0]{c}",
+        "torch.nn.LSTMCell": f"{{f}}({size})(x, {hc})" + ("" if exercise == "lstm_cell" else "[0]"),
+        "torch.nn.RNN": f"{{f}}({size})(x[None], {h}[None])[0][0]{c}",
+        "torch.gru_cell": f"{{f}}(x, {h}, {gru_w}){c}",
+        "torch.lstm_cell": f"{{f}}(x, {hc}, {lstm_w})" + ("" if exercise == "lstm_cell" else "[0]"),
+        "torch.gru": f"{{f}}(x[None], {h}[None], [{gru_w}], False, 1, 0.0, False, False, False)[0][0]{c}",
+    }
 
 
 def new_recorder(exercise) -> Recorder:
@@ -164,6 +202,8 @@ USAGE = {
             " eps=eps, amsgrad=False, maximize=False)"
         ),
     },
+    "gru_cell": _gated_usage("gru_cell"),
+    "lstm_cell": _gated_usage("lstm_cell"),
     "self_attention": {
         "torch.nn.functional.scaled_dot_product_attention": "{f}(X @ W_q, X @ W_k, X @ W_v, attn_mask=mask)",
         "torch.nn.MultiheadAttention": "{f}(X.shape[-1], 1, batch_first=True, dtype=X.dtype)(X, X, X)[0]",
@@ -177,6 +217,17 @@ USAGE = {
 
 #: Tensor methods and dispatcher operators, written out per exercise: (forbidden name, body).
 EXTRA_ROUTES = {
+    "gru_cell": [
+        ("torch._VF", f"torch._VF.gru_cell(x, h, {_GRU_WIH}, {_GRU_WHH})"),
+        ("torch._VF", f"getattr(torch._VF, 'gru' + '_cell')(x, h, {_GRU_WIH}, {_GRU_WHH})"),
+        ("torch.gru", f"torch.lstm(x[None], (h[None], h[None]), [{_GRU_WIH}[:4].repeat(4, 1), {_GRU_WHH}[:4].repeat(4, 1)], False, 1, 0.0, False, False, False)[0][0]"),
+        ("torch.nn.RNN", "torch.nn.RNNCell(x.shape[1], h.shape[1], dtype=x.dtype)(x, h)"),
+        ("torch.nn.GRUCell", "torch.nn.modules.rnn.GRUCell(x.shape[1], h.shape[1], dtype=x.dtype)(x, h)"),
+    ],
+    "lstm_cell": [
+        ("torch._VF", f"torch._VF.lstm_cell(x, state, {_LSTM_WIH}, {_LSTM_WHH})"),
+        ("torch.gru", "torch.rnn_tanh_cell(x, state[0], params['W_xi'].T.contiguous(), params['W_hi'].T.contiguous()), state[1]"),
+    ],
     "softmax": [
         ("Tensor.softmax", "X.softmax(-1)"),
         ("Tensor.softmax", "X.softmax(dim=-1)"),
@@ -814,7 +865,10 @@ def test_every_pattern_names_something_in_this_torch():
     importlib.import_module("torch.nn.attention.flex_attention")
     for exercise in CHECKED:
         for pattern in fb.patterns_for(exercise):
-            if not pattern.startswith((".", "Tensor.")):
+            if pattern == "torch._VF" or pattern.startswith("torch._VF."):
+                # a module whose routines exist only on access (its __getattr__), which routine_of never calls
+                assert pattern == "torch._VF" or callable(getattr(torch._VF, pattern.split(".")[-1])), pattern
+            elif not pattern.startswith((".", "Tensor.")):
                 assert routine_of(pattern) is not None, pattern
 
 

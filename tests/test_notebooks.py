@@ -58,8 +58,14 @@ def test_assignments_are_exactly_what_nbgrader_generates():
     assert not drift, "assignments/ drifted from solutions/ (run `make assignments`):\n" + "\n".join(map(str, drift))
 
 
-def test_assignments_hold_only_notebooks():
-    stray = [p.relative_to(ROOT).as_posix() for p in (ROOT / "assignments").rglob("*") if p.is_file() and p.suffix != ".ipynb"]
+def test_assignments_hold_only_notebooks_and_the_solutions_data_files():
+    """Besides notebooks, only the data files of solutions/ (a demo's text), copied unchanged."""
+    stray = []
+    for path in (ROOT / "assignments").rglob("*"):
+        if path.is_file() and path.suffix != ".ipynb":
+            source = ROOT / "solutions" / path.relative_to(ROOT / "assignments")
+            if not source.is_file() or source.read_bytes() != path.read_bytes():
+                stray.append(path.relative_to(ROOT).as_posix())
     assert not stray
 
 

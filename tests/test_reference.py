@@ -232,7 +232,32 @@ def run_public_case(exercise: Exercise, case: PublicCase, *, backward: bool = Fa
             ("TD error", f64(td_error), f64(expected["td_error"])),
             ("Q", Q, _case_tensor(case, "Q", expected["Q"])),
         ]
-    tensors = {n: _case_tensor(case, n, v) if isinstance(v, list) else v for n, v in args.items()}
+    if exercise.name == "replace_classifier":
+        from torchvision import models
+
+        with torch.device("meta"):
+            model = getattr(models, args["model"])(weights=None)
+        returned = fn(model, args["num_classes"])
+        last = model.classifier[-1]
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+        shape = list(model(torch.empty(expected["output_shape"][0], 3, 32, 32, device="meta")).shape)
+        return [(quantity, f64(actual), f64(wanted)) for quantity, actual, wanted in (
+            ("same model", float(returned is model), float(expected["same_model"])),
+            ("last layer", [last.in_features, last.out_features], expected["last"]),
+            ("trainable", trainable, expected["trainable"]), ("frozen", frozen, expected["frozen"]),
+            ("output shape", shape, expected["output_shape"]))]
+
+    def literal(name, value):  # nested lists are tensors, also inside tuples (a state) and dicts (params)
+        if isinstance(value, list):
+            return _case_tensor(case, name, value)
+        if isinstance(value, tuple):
+            return tuple(literal(name, v) for v in value)
+        if isinstance(value, dict):
+            return {k: literal(name, v) for k, v in value.items()}
+        return value
+
+    tensors = {n: literal(n, v) for n, v in args.items()}
     if exercise.name == "value_iteration":
         V, policy = fn(**tensors)
         return [("V", V, _case_tensor(case, "V", expected["V"])),
@@ -242,6 +267,8 @@ def run_public_case(exercise: Exercise, case: PublicCase, *, backward: bool = Fa
     Y = fn(**tensors)
     if backward:
         Y.sum().backward()
+    if isinstance(expected, tuple):  # a tuple of outputs, such as an LSTM's (h', c')
+        return [(f"output {i}", y.detach(), torch.tensor(e, dtype=torch.float64)) for i, (y, e) in enumerate(zip(Y, expected))]
     return [("output", Y.detach(), torch.tensor(expected, dtype=torch.float64))]
 
 

@@ -519,6 +519,105 @@ EXERCISES: tuple[Exercise, ...] = (
     ),
 )
 
+
+# The routines of torch's own recurrent layers, forbidden in both gated cells (EXERCISES.md §13-14).
+_RNN_ROUTINES = ("gru", "lstm", "gru_cell", "lstm_cell", "rnn_tanh", "rnn_relu", "rnn_tanh_cell", "rnn_relu_cell")
+_FORBIDDEN_RNN = (
+    _F("torch.nn.GRU", ("torch.nn.modules.rnn.GRU",)),
+    _F("torch.nn.GRUCell", ("torch.nn.modules.rnn.GRUCell",)),
+    _F("torch.nn.LSTM", ("torch.nn.modules.rnn.LSTM",)),
+    _F("torch.nn.LSTMCell", ("torch.nn.modules.rnn.LSTMCell",)),
+    _F("torch.nn.RNN", ("torch.nn.RNNCell", "torch.nn.RNNBase", "torch.nn.RNNCellBase", "torch.nn.modules.rnn.RNN",
+                        "torch.nn.modules.rnn.RNNCell", "torch.nn.modules.rnn.RNNBase", "torch.nn.modules.rnn.RNNCellBase")),
+    _F("torch.gru_cell", ("torch._C._VariableFunctions.gru_cell", "torch.quantized_gru_cell",
+                          "torch._C._VariableFunctions.quantized_gru_cell"),
+       ("aten.gru_cell", "aten._thnn_fused_gru_cell", "aten.quantized_gru_cell")),
+    _F("torch.lstm_cell", ("torch._C._VariableFunctions.lstm_cell", "torch.quantized_lstm_cell",
+                           "torch._C._VariableFunctions.quantized_lstm_cell"),
+       ("aten.lstm_cell", "aten._thnn_fused_lstm_cell", "aten.quantized_lstm_cell")),
+    _F("torch._VF", tuple(f"torch._VF.{name}" for name in _RNN_ROUTINES)),
+    _F("torch.gru", ("torch.lstm", "torch.rnn_tanh", "torch.rnn_relu", "torch.rnn_tanh_cell", "torch.rnn_relu_cell",
+                     "torch.quantized_gru", "torch.quantized_lstm", "torch._lstm_mps",
+                     *(f"torch._C._VariableFunctions.{name}" for name in ("gru", "lstm", "rnn_tanh", "rnn_relu",
+                                                                         "rnn_tanh_cell", "rnn_relu_cell"))),
+       ("aten.gru", "aten.lstm", "aten.rnn_tanh", "aten.rnn_relu", "aten._cudnn_rnn", "aten.miopen_rnn",
+        "aten.mkldnn_rnn", "aten._lstm_mps", "aten.quantized_gru", "aten.quantized_lstm")),
+)
+
+#: A public case's two-unit GRU and LSTM: small weights written out, different for every gate, so
+#: that swapped gates, a sigmoid candidate or a misplaced reset gate change the result.
+_GRU_PARAMS = {
+    "W_xz": [[0.5, 0.0], [0.0, -0.5]], "W_hz": [[1.0, 0.0], [0.0, 1.0]], "b_z": [0.0, 0.5],
+    "W_xr": [[-1.0, 0.5], [0.0, 0.5]], "W_hr": [[0.0, 1.0], [1.0, 0.0]], "b_r": [0.5, 0.0],
+    "W_xh": [[1.0, -1.0], [0.5, 0.5]], "W_hh": [[0.5, 1.0], [-1.0, 0.5]], "b_h": [0.0, -0.5],
+}
+_LSTM_PARAMS = {
+    "W_xi": [[0.5, 0.0], [0.0, -0.5]], "W_hi": [[1.0, 0.0], [0.0, 1.0]], "b_i": [0.0, 0.5],
+    "W_xf": [[-1.0, 0.5], [0.0, 0.5]], "W_hf": [[0.0, 1.0], [1.0, 0.0]], "b_f": [1.0, 0.0],
+    "W_xo": [[0.5, 0.5], [-0.5, 0.0]], "W_ho": [[0.0, -1.0], [0.5, 0.0]], "b_o": [0.0, 0.0],
+    "W_xc": [[1.0, -1.0], [0.5, 0.5]], "W_hc": [[0.5, 1.0], [-1.0, 0.5]], "b_c": [0.0, -0.5],
+}
+
+
+def _zeros_like(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: [[0.0] * len(v[0]) for _ in v] if isinstance(v[0], list) else [0.0] * len(v) for k, v in params.items()}
+
+
+EXERCISES += (
+    Exercise(
+        name="gru_cell",
+        assignment="10_gated_rnn",
+        notebook="gated_rnn.ipynb",
+        signature="x, h, params",
+        summary="one step of a gated recurrent unit (d2l's GRU)",
+        tests=_tests(values=2, gradients=2, sequence_bptt=3, gates=1, shapes=1, float32=1, device=1, no_mutation=1),
+        forbidden=_FORBIDDEN_RNN,
+        public_cases=(
+            PublicCase("zero weights: z = r = 1/2 and h~ = 0, so h' = h / 2",
+                       {"x": [[1.0, -1.0]], "h": [[0.5, -0.5]], "params": _zeros_like(_GRU_PARAMS)}, [[0.25, -0.25]]),
+            PublicCase("two hidden units, every gate its own weights",
+                       {"x": [[1.0, -1.0]], "h": [[0.5, -0.5]], "params": _GRU_PARAMS},
+                       [[0.5553076702127844, -0.675741924785902]]),
+        ),
+        timeout_s=30.0,
+    ),
+    Exercise(
+        name="lstm_cell",
+        assignment="10_gated_rnn",
+        notebook="gated_rnn.ipynb",
+        signature="x, state, params",
+        summary="one step of a long short-term memory cell, returning (h', c')",
+        tests=_tests(values=2, gradients=2, sequence_bptt=3, gates=1, shapes=1, float32=1, device=1, no_mutation=1),
+        forbidden=_FORBIDDEN_RNN,
+        public_cases=(
+            PublicCase("zero weights: every gate 1/2 and c~ = 0, so c' = c / 2 and h' = tanh(c') / 2",
+                       {"x": [[1.0, -1.0]], "state": ([[0.5, -0.5]], [[1.0, -2.0]]), "params": _zeros_like(_LSTM_PARAMS)},
+                       ([[0.23105857863000487, -0.3807970779778824]], [[0.5, -1.0]])),
+            PublicCase("two hidden units, every gate its own weights",
+                       {"x": [[1.0, -1.0]], "state": ([[0.5, -0.5]], [[1.0, -2.0]]), "params": _LSTM_PARAMS},
+                       ([[0.5165972385785599, -0.47495637203903085]], [[0.9976857009005716, -1.8308866505065164]])),
+        ),
+        timeout_s=30.0,
+    ),
+    Exercise(
+        name="replace_classifier",
+        assignment="11_transfer_learning",
+        notebook="transfer_learning.ipynb",
+        signature="model, num_classes",
+        summary="a frozen torchvision VGG with a new trainable last layer",
+        tests=_tests(same_model=1, last_linear_replaced=2, frozen=2, untouched=2, forward_backward=2, other_vggs=1,
+                     device=1),
+        forbidden=(),
+        public_cases=(
+            PublicCase("VGG-11 (weights=None, on the meta device) with 10 classes",
+                       {"model": "vgg11", "num_classes": 10},
+                       {"same_model": True, "last": [4096, 10], "trainable": 40970, "frozen": 128766336,
+                        "output_shape": [2, 10]}),
+        ),
+        timeout_s=60.0,
+    ),
+)
+
 BY_NAME: Mapping[str, Exercise] = MappingProxyType({e.name: e for e in EXERCISES})
 
 

@@ -93,6 +93,9 @@ def collect(root: Path = ROOT) -> dict[str, bytes]:
         if path.is_symlink() or not path.is_file():
             raise UnusableInput(f"{relative} is missing: release it first (`make assignments`)")
         files[relative] = path.read_bytes()
+        for data in sorted(path.parent.iterdir()):  # the data files its demos read (released beside it)
+            if data.is_file() and not data.is_symlink() and data.suffix != ".ipynb":
+                files[data.relative_to(root).as_posix()] = data.read_bytes()
     hidden_prefixes = tuple(p + "/" for p in hidden.PATHS)
     for path in _regular_files(root / PACKAGE):
         relative = path.relative_to(root).as_posix()

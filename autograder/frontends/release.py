@@ -104,7 +104,9 @@ def normalise(notebook_json: str) -> str:
 
 
 def build(root: Path = ROOT, only: list[str] | None = None) -> dict[str, str]:
-    """Generate and normalise every releasable assignment: relative path -> notebook text."""
+    """Generate and normalise every releasable assignment: relative path -> notebook text, plus the
+    data files (text) that nbgrader copies from the assignment's solution folder unchanged, such as
+    the text a demo trains on."""
     targets = releasable(root)
     if only:
         unknown = sorted(set(only) - set(targets))
@@ -116,11 +118,15 @@ def build(root: Path = ROOT, only: list[str] | None = None) -> dict[str, str]:
         # One nbgrader process for all: its start-up costs more than converting a notebook.
         release_dir = generate(only[0] if only and len(only) == 1 else "*", Path(tmp), root)
         for assignment, notebooks in targets.items():
-            produced = sorted(path.name for path in (release_dir / assignment).iterdir())
+            folder = release_dir / assignment
+            produced = sorted(path.name for path in folder.iterdir() if path.suffix == ".ipynb")
             if produced != notebooks:
                 raise ReleaseError(f"{assignment}: nbgrader released {produced}, expected exactly {notebooks}")
             for notebook in notebooks:
-                tree[f"{assignment}/{notebook}"] = normalise((release_dir / assignment / notebook).read_text(encoding="utf-8"))
+                tree[f"{assignment}/{notebook}"] = normalise((folder / notebook).read_text(encoding="utf-8"))
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and path.suffix != ".ipynb":
+                    tree[f"{assignment}/{path.relative_to(folder).as_posix()}"] = path.read_text(encoding="utf-8")
     return tree
 
 

@@ -95,10 +95,26 @@ def _parameter_names(exercise: Exercise) -> list[str]:
 
 
 def _literal(value: Any, dtype: str | None = None) -> Any:
-    """Nested lists become tensors (float64 unless ``dtype`` names another); scalars stay as they are."""
+    """Nested lists become tensors (float64 unless ``dtype`` names another), also inside tuples and
+    dicts (an LSTM state, a dict of parameters); scalars stay as they are."""
     if isinstance(value, list):
         return torch.tensor(value, dtype=getattr(torch, dtype or "float64"))
+    if isinstance(value, tuple):
+        return tuple(_literal(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _literal(v, dtype) for k, v in value.items()}
     return value
+
+
+def _tensors(value: Any, prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors inside an argument, by a readable name (``params['W_xz']``, ``state[0]``)."""
+    if isinstance(value, torch.Tensor):
+        return {prefix: value}
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, tuple) else ()
+    out: dict[str, torch.Tensor] = {}
+    for key, inner in items:
+        out.update(_tensors(inner, f"{prefix}[{key!r}]"))
+    return out
 
 
 def _arguments(exercise: Exercise, values: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -119,14 +135,15 @@ def _arguments(exercise: Exercise, values: dict[str, Any]) -> tuple[tuple[Any, .
 def _function_trial(exercise: Exercise, case: PublicCase) -> _Trial:
     """A pure function: compare its output, and check that no input tensor changed."""
     values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
-    originals = {key: value.clone() for key, value in values.items() if isinstance(value, torch.Tensor)}
+    inputs = {name: tensor for key, value in values.items() for name, tensor in _tensors(value, key).items()}
+    originals = {name: tensor.clone() for name, tensor in inputs.items()}
     args, kwargs = _arguments(exercise, values)
     expected = _literal(case.expected)
 
     def comparisons(result: Any) -> list[Comparison]:
         out: list[Comparison] = [("the output", result, expected)]
-        for key, before in originals.items():
-            out.append((f"the input `{key}`, which changed (functions must not modify their inputs)", values[key], before))
+        for name, before in originals.items():
+            out.append((f"the input `{name}`, which changed (functions must not modify their inputs)", inputs[name], before))
         return out
 
     return _Trial(args, kwargs, comparisons)
@@ -196,13 +213,55 @@ def _value_iteration_trial(exercise: Exercise, case: PublicCase) -> _Trial:
     return _Trial(args, kwargs, comparisons)
 
 
-#: Exercises whose cases are not "call, then compare the output" (in-place updates).
+def _replace_classifier_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+    """``{model: a torchvision builder name, num_classes}``: the model built on the ``meta`` device
+    (``weights=None``: no download, no memory), transformed, then counted and run on meta inputs."""
+    from torchvision import models
+
+    with torch.device("meta"):
+        model = getattr(models, case.args["model"])(weights=None)
+    expected = case.expected
+
+    def comparisons(result: Any) -> list[Comparison]:
+        return _model_comparisons(model, result, expected)
+
+    return _Trial((model, case.args["num_classes"]), {}, comparisons)
+
+
+def _model_comparisons(model: Any, result: Any, expected: dict[str, Any]) -> list[Comparison]:
+    last = model.classifier[-1]
+    shape = [getattr(last, "in_features", -1), getattr(last, "out_features", -1)]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    X = torch.empty(expected["output_shape"][0], 3, 32, 32, device="meta")
+    try:
+        output_shape = list(model(X).shape)
+    except Exception as error:  # the model no longer fits together: say so as a comparison
+        output_shape = [-1]
+        print(f"  model(X) failed after the call: {type(error).__name__}: {error}")
+    count = lambda n: torch.tensor(float(n), dtype=torch.float64)  # noqa: E731
+    return [
+        ("whether the model itself is returned (1 = yes)", count(result is model), count(expected["same_model"])),
+        ("(in_features, out_features) of model.classifier[-1]", _count_list(shape), _count_list(expected["last"])),
+        ("the number of trainable parameters (only the new layer's)", count(trainable), count(expected["trainable"])),
+        ("the number of frozen parameters (all the others)", count(frozen), count(expected["frozen"])),
+        ("the shape of model(X) for X of shape (2, 3, 32, 32)", _count_list(output_shape),
+         _count_list(expected["output_shape"])),
+    ]
+
+
+def _count_list(values: list[int]) -> torch.Tensor:
+    return torch.tensor([float(v) for v in values], dtype=torch.float64)
+
+
+#: Exercises whose cases are not "call, then compare the output" (in-place updates, models).
 _TRIAL_BUILDERS: dict[str, Callable[[Exercise, PublicCase], _Trial]] = {
     "clip_grad": _clip_grad_trial,
     "adam_step": _adam_step_trial,
     "q_learning_update": _q_learning_update_trial,
     "sarsa_update": _q_learning_update_trial,
     "value_iteration": _value_iteration_trial,
+    "replace_classifier": _replace_classifier_trial,
 }
 
 
@@ -211,6 +270,14 @@ _TRIAL_BUILDERS: dict[str, Callable[[Exercise, PublicCase], _Trial]] = {
 
 def _compare(exercise: Exercise, case: PublicCase, quantity: str, actual: Any, expected: Any) -> None:
     """``assert_close`` with the exercise's tolerance; a Python float is expected as a float or 0-d tensor."""
+    if isinstance(expected, tuple):  # a tuple of tensors, such as an LSTM's (h', c')
+        if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
+            print(f"✗ {exercise.name}: {case.description}")
+            raise AssertionError(f"{exercise.name}: public check '{case.description}' failed on {quantity}: expected a "
+                                 f"tuple of {len(expected)} tensors, got {_describe(actual)}.") from None
+        for index, (part, wanted) in enumerate(zip(actual, expected)):
+            _compare(exercise, case, f"{quantity}[{index}]", part, wanted)
+        return
     try:
         if isinstance(expected, torch.Tensor):
             if not isinstance(actual, torch.Tensor):

@@ -8,9 +8,12 @@ the sandbox when it is available and a plain subprocess otherwise.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from autograder.submission import notebook as nbio
 from autograder.grading import public
@@ -37,6 +40,11 @@ def _run_case(session: StudentSession, exercise: registry.Exercise, case: regist
                                          "steps": [[lit(g) for g in case.args["grads"]]], "lr": case.args["lr"]})
         return [(f"params[{i}] after the step", p, lit(e))
                 for i, (p, e) in enumerate(zip(out["params"][0], case.expected["params"]))]
+    if name == "replace_classifier":
+        n = case.expected["output_shape"][0]
+        out = session.run("module_transform", name, {"builder": case.args["model"], "call_args": [case.args["num_classes"]],
+                                                     "inputs": torch.empty(n, 3, 32, 32)}, device="meta")
+        return _model_triples(out, case.expected)
     values = {k: lit(v, case.dtypes.get(k)) for k, v in case.args.items()}
     if name == "q_learning_update":
         out = session.run("q_update", name, values)
@@ -44,6 +52,25 @@ def _run_case(session: StudentSession, exercise: registry.Exercise, case: regist
                 ("Q after the update", out["Q_after"], lit(case.expected["Q"]))]
     result = session.vjp(name, values)
     return [("output", result.output, lit(case.expected))]
+
+
+def _model_triples(out: dict[str, Any], expected: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The public comparisons of a model transform, from the ``module_transform`` harness's data."""
+    params = out["after"]["parameters"]
+    last = [row for row in params if row["name"].startswith("classifier.") and row["name"].endswith(".weight")][-1:]
+    shape = [last[0]["shape"][1], last[0]["shape"][0]] if last else [-1, -1]
+    trainable = sum(math.prod(row["shape"]) for row in params if row["requires_grad"])
+    frozen = sum(math.prod(row["shape"]) for row in params if not row["requires_grad"])
+    output = out.get("output")
+    output_shape = list(output.shape) if isinstance(output, torch.Tensor) else [-1]
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    return [("whether the model itself is returned (1 = yes)", as_tensor(float(out["returned_id"] == out["model_id"])),
+             as_tensor(float(expected["same_model"]))),
+            ("(in_features, out_features) of model.classifier[-1]", as_tensor(shape), as_tensor(expected["last"])),
+            ("the number of trainable parameters (only the new layer's)", as_tensor(trainable), as_tensor(expected["trainable"])),
+            ("the number of frozen parameters (all the others)", as_tensor(frozen), as_tensor(expected["frozen"])),
+            ("the shape of model(X) for X of shape (2, 3, 32, 32)", as_tensor(output_shape),
+             as_tensor(expected["output_shape"]))]
 
 
 def _check_exercise(session: StudentSession, exercise: registry.Exercise) -> ExerciseResult:

@@ -223,4 +223,172 @@ def td_episodes(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
     return {"Q": _snapshot(Q), "transitions": table}
 
 
-HARNESSES = {"clip_grad": clip_grad, "adam": adam, "q_update": q_update, "q_train": q_train, "td_episodes": td_episodes}
+
+def recurrent_cell(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    """The grader's sequence through the student's cell: ``state = fn(x_t, state, params)`` for
+    t = 1..T, then (with ``upstream``) backpropagation through time from every step's outputs."""
+    tuple_state = bool(args.get("tuple_state"))
+    layouts = dict(args.get("layouts") or {})
+    upstream = args.get("upstream")
+    xs = [_layout(_fresh(x), str(layouts.get("xs", ""))) for x in args["xs"]]
+    state = [_layout(_fresh(s), str(layouts.get("state", ""))) for s in args["state"]]
+    params = {k: _layout(_fresh(v), str(layouts.get("params", ""))) for k, v in dict(args["params"]).items()}
+    if upstream is not None:
+        for t in (*xs, *state, *params.values()):
+            t.requires_grad_(True)
+    current: Any = tuple(state) if tuple_state else state[0]
+    outputs = []
+    for x in xs:
+        current = fn(x, current, params)
+        outputs.append(current)
+    result: dict[str, Any] = {"outputs": [_snapshot_tree(o) for o in outputs], "grads": None, "grad_error": None,
+                              "inputs_after": {"xs": [_snapshot(x) for x in xs], "state": [_snapshot(s) for s in state],
+                                               "params": {k: _snapshot(v) for k, v in params.items()}}}
+    if upstream is not None:
+        result["grads"], result["grad_error"] = _bptt(outputs, upstream, xs, state, params, tuple_state)
+    return result
+
+
+def _snapshot_tree(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        return type(value)(_snapshot(v) for v in value)
+    return _snapshot(value)
+
+
+def _bptt(outputs: list, upstream: list, xs: list, state: list, params: dict, tuple_state: bool):
+    """Gradients of sum_t sum_k <upstream[k][t], output_k at step t> (k over the state's tensors)."""
+    pairs = []
+    for t, out in enumerate(outputs):
+        parts = list(out) if tuple_state and isinstance(out, (list, tuple)) else [out]
+        if len(parts) != len(upstream):
+            return None, f"step {t + 1} returned {len(parts)} value(s) where the state has {len(upstream)}"
+        for k, part in enumerate(parts):
+            if type(part) is not torch.Tensor:
+                return None, f"step {t + 1} returned a {type(part).__name__}, not a tensor, so no gradient can flow"
+            if tuple(part.shape) != tuple(upstream[k][t].shape):
+                return None, f"step {t + 1} returned shape {tuple(part.shape)}, so gradients cannot be taken"
+            if part.requires_grad:
+                pairs.append((part, upstream[k][t].to(device=part.device, dtype=part.dtype)))
+    if not pairs:
+        return None, "the outputs do not require grad: the computation was detached from the inputs"
+    inputs = [*xs, *state, *params.values()]
+    grads = torch.autograd.grad([p for p, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True)
+    grads = [None if g is None else g.detach().clone() for g in grads]
+    n_x, n_s = len(xs), len(state)
+    return {"xs": grads[:n_x], "state": grads[n_x:n_x + n_s],
+            "params": dict(zip(params, grads[n_x + n_s:]))}, None
+
+
+#: Gradients of at most this many elements come back whole; larger ones only as their norm.
+_WHOLE_GRADIENT_NUMEL = 1 << 20
+
+
+def module_transform(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    """A torchvision model built here (``weights=None``), passed to ``fn(model, *call_args)``.
+
+    Args: ``builder`` (a ``torchvision.models`` function name), ``call_args``, ``dtype``, ``seed``,
+    ``samples``, ``whole`` (parameter names whose values come back whole), ``inputs`` (their device
+    is the model's), ``upstream``, ``capture`` (module names whose forward inputs come back).
+
+    The model is built on the ``meta`` device (no memory, no initialisation) and, unless the
+    inputs are on ``meta``, allocated with ``to_empty`` on their device and filled cheaply from the
+    grader's seed. Reports, as data, every module and parameter before and after the call (names,
+    types, ``id``s, shapes, ``requires_grad``, values at the grader's sample positions), the
+    returned object's ``id``, and, with ``inputs``, an evaluation-mode forward pass of the model the
+    caller holds: its output, the inputs of the modules named in ``capture``, and after a backward
+    pass with ``upstream`` each parameter's gradient (whole when small, else its norm).
+    """
+    import torchvision
+
+    inputs = args.get("inputs")
+    device = inputs.device if isinstance(inputs, torch.Tensor) else torch.device(str(args.get("device", "cpu")))
+    dtype = getattr(torch, str(args.get("dtype", "float32")))
+    builder = getattr(torchvision.models, str(args["builder"]))
+    with torch.device("meta"):
+        model = builder(weights=None).to(dtype)
+    if device.type != "meta":
+        model.to_empty(device=device)
+        _cheap_fill(model, int(args.get("seed", 0)))
+    samples, seed, whole = int(args.get("samples", 8)), int(args.get("seed", 0)), list(args.get("whole", []))
+    before = _model_table(model, samples, seed, whole)
+    returned = fn(model, *list(args.get("call_args", [])))
+    result: dict[str, Any] = {"model_id": id(model), "returned_id": id(returned),
+                              "returned_type": _type_name(returned), "before": before,
+                              "after": _model_table(model, samples, seed, whole),
+                              "output": None, "forward_error": None, "captured": {}, "grads": {}}
+    if isinstance(inputs, torch.Tensor):
+        _forward_backward(model, inputs, args.get("upstream"), list(args.get("capture", [])), result)
+    return result
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def _cheap_fill(model: torch.nn.Module, seed: int) -> None:
+    """Parameters ~ U(-sqrt(3 / fan_in), sqrt(3 / fan_in)) (unit-variance activations), buffers as
+    after construction; large matrices (a VGG's 120 M classifier weights, whose random
+    initialisation costs a second) constant: their outputs still differ through the random biases."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            fan_in = p[0].numel() if p.dim() > 1 else 1
+            bound = (3.0 / fan_in) ** 0.5
+            if p.numel() > _WHOLE_GRADIENT_NUMEL:  # the mean of the inputs, times sqrt(3)
+                p.fill_(3.0 ** 0.5 / fan_in)
+            else:
+                p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype).mul_(2 * bound).sub_(bound))
+        for name, b in model.named_buffers():
+            b.fill_(1 if name.endswith("running_var") else 0)
+
+
+def _model_table(model: torch.nn.Module, samples: int, seed: int, whole: list[str]) -> dict[str, Any]:
+    """Modules as [name, type, id]; parameters with their id, attributes, values at ``samples``
+    positions drawn from ``seed`` and, for the names in ``whole`` (at most 1 M elements), all values."""
+    modules = [[name, _type_name(m), id(m)] for name, m in model.named_modules()]
+    params = []
+    for name, p in model.named_parameters():
+        row: dict[str, Any] = {"name": name, "id": id(p), "type": _type_name(p), "shape": list(p.shape),
+                               "dtype": str(p.dtype).removeprefix("torch."), "device": p.device.type,
+                               "requires_grad": bool(p.requires_grad), "sample": None, "value": None}
+        if name in whole and p.numel() <= _WHOLE_GRADIENT_NUMEL:
+            row["value"] = p.detach().clone()
+        if p.device.type != "meta" and p.numel():
+            gen = torch.Generator().manual_seed(seed + len(params))
+            where = torch.randint(0, p.numel(), (samples,), generator=gen).to(p.device)
+            row["sample"] = p.detach().reshape(-1)[where].clone()
+        params.append(row)
+    return {"modules": modules, "parameters": params}
+
+
+def _forward_backward(model: torch.nn.Module, inputs: torch.Tensor, upstream: Any, capture: list[str],
+                      result: dict[str, Any]) -> None:
+    named = dict(model.named_modules())
+    hooks = []
+    for name in capture:
+        if name in named:
+            hooks.append(named[name].register_forward_hook(
+                lambda module, args, out, name=name: result["captured"].__setitem__(name, _snapshot(args[0]))))
+    model.eval()
+    try:
+        output = model(inputs.detach().clone())
+        result["output"] = _snapshot(output)
+        if upstream is not None and type(output) is torch.Tensor and output.requires_grad:
+            if tuple(output.shape) == tuple(upstream.shape):
+                output.backward(upstream.to(device=output.device, dtype=output.dtype))
+    except Exception as error:  # noqa: BLE001 - reported as data: the model no longer fits together
+        result["forward_error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error).strip() else ''}"
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            result["grads"][name] = None
+        elif p.grad.numel() <= _WHOLE_GRADIENT_NUMEL:
+            result["grads"][name] = _snapshot(p.grad)
+        else:
+            result["grads"][name] = float(p.grad.detach().double().norm()) if p.device.type != "meta" else 0.0
+
+
+HARNESSES = {"clip_grad": clip_grad, "adam": adam, "q_update": q_update, "q_train": q_train, "td_episodes": td_episodes,
+             "recurrent_cell": recurrent_cell, "module_transform": module_transform}

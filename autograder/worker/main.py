@@ -153,8 +153,10 @@ class Worker:
                 if device == "meta":
                     return torch.empty(v.shape, dtype=v.dtype, device="meta")
                 return v.to(device) if device != "cpu" else v
-            if isinstance(v, list):
-                return [place(x) for x in v]
+            if isinstance(v, (list, tuple)):
+                return type(v)(place(x) for x in v)
+            if isinstance(v, dict):
+                return {k: place(x) for k, x in v.items()}
             return v
         return place(decoded)
 
