@@ -5,9 +5,10 @@ registry's signature and the contract of EXERCISES.md. Never shipped to students
 """
 
 from .attention import multi_head_attention, self_attention
-from .conv import corr2d
+from .conv import conv2d, corr2d, pool2d
 from .gated_rnn import gru_cell, lstm_cell
 from .linear import cross_entropy, softmax
+from .normalization import batch_norm
 from .optim import adam_step, init_adam_states
 from .regularization import dropout
 from .rl import q_learning_update, sarsa_update, value_iteration
@@ -32,4 +33,7 @@ __all__ = [
     "gru_cell",
     "lstm_cell",
     "replace_classifier",
+    "conv2d",
+    "pool2d",
+    "batch_norm",
 ]

@@ -133,17 +133,27 @@ def _arguments(exercise: Exercise, values: dict[str, Any]) -> tuple[tuple[Any, .
 
 
 def _function_trial(exercise: Exercise, case: PublicCase) -> _Trial:
-    """A pure function: compare its output, and check that no input tensor changed."""
+    """A function: compare its output, and check that no input tensor changed.
+
+    An ``expected`` dict holds the output under ``"output"`` and, under an input's name, what that
+    input must hold after the call (an input the exercise updates in place); every other input
+    must be left as it was.
+    """
     values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
     inputs = {name: tensor for key, value in values.items() for name, tensor in _tensors(value, key).items()}
     originals = {name: tensor.clone() for name, tensor in inputs.items()}
     args, kwargs = _arguments(exercise, values)
-    expected = _literal(case.expected)
+    in_place = dict(case.expected) if isinstance(case.expected, dict) else {"output": case.expected}
+    expected = _literal(in_place.pop("output"))
+    updated = {key: _literal(value, case.dtypes.get(key)) for key, value in in_place.items()}
 
     def comparisons(result: Any) -> list[Comparison]:
         out: list[Comparison] = [("the output", result, expected)]
+        for key, after in updated.items():
+            out.append((f"`{key}` after the call (it is updated in place)", values[key], after))
         for name, before in originals.items():
-            out.append((f"the input `{name}`, which changed (functions must not modify their inputs)", inputs[name], before))
+            if name not in updated:
+                out.append((f"the input `{name}`, which changed (functions must not modify their inputs)", inputs[name], before))
         return out
 
     return _Trial(args, kwargs, comparisons)

@@ -91,6 +91,9 @@ class VJPResult:
     calls: list[Call]
     inputs_after: dict[str, torch.Tensor]  # tensor arguments as they were after the first call
     forbidden: list[str] = field(default_factory=list)
+    #: per tensor argument, what the first call did to it: ``{"writes": int (in-place writes),
+    #: "grad_fn": str | None (the autograd node it now hangs from), "requires_grad": bool}``
+    input_facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def output(self) -> Any:
@@ -432,6 +435,10 @@ class StudentSession:
         :class:`Call` each, e.g. for dropout statistics). ``layouts`` makes named inputs
         non-contiguous leaves with the same values: ``"transposed"`` (last two dimensions' strides
         swapped) or ``"strided"`` (every other element of a larger storage).
+
+        An input the exercise updates in place (e.g. running statistics) is an ordinary argument:
+        the caller's tensor after the first call comes back in ``inputs_after``, and what the call
+        did to it (in-place writes, autograd history) in ``input_facts``.
         """
         encoder = protocol.Encoder()
         header = {"op": "call", "harness": "vjp", "function": function,
@@ -450,7 +457,10 @@ class StudentSession:
         if len(calls) != max(1, repeat):
             raise StudentError("protocol", "the worker's reply was malformed")
         inputs_after = value.get("inputs_after") if isinstance(value.get("inputs_after"), dict) else {}
-        return VJPResult(calls=calls, inputs_after=inputs_after, forbidden=list(self._forbidden.get(function, [])))
+        facts = value.get("input_facts") if isinstance(value.get("input_facts"), dict) else {}
+        facts = {str(k): v for k, v in facts.items() if isinstance(v, dict)}
+        return VJPResult(calls=calls, inputs_after=inputs_after, forbidden=list(self._forbidden.get(function, [])),
+                         input_facts=facts)
 
     def run(self, harness: str, function: str, args: dict[str, Any], *, device: str | None = None,
             timeout: float | None = None) -> dict[str, Any]:

@@ -33,6 +33,7 @@ def vjp(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: torch
         repeat: int, layouts: dict[str, str] | None = None) -> dict[str, Any]:
     calls = []
     inputs_after: dict[str, Any] = {}
+    input_facts: dict[str, Any] = {}
     layouts = layouts or {}
     for index in range(max(1, repeat)):
         call_args = {k: _fresh(v) for k, v in args.items()}
@@ -45,6 +46,7 @@ def vjp(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: torch
             if tensor.is_floating_point() or tensor.is_complex():
                 tensor.requires_grad_(True)
             originals[name] = tensor
+        versions = {k: v._version for k, v in call_args.items() if isinstance(v, torch.Tensor)}
         output = fn(*call_args.values())
         entry: dict[str, Any] = {"output": _snapshot(output), "grads": {}, "grad_error": None}
         if upstream is not None and grad_wrt:
@@ -52,7 +54,17 @@ def vjp(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: torch
         calls.append(entry)
         if index == 0:
             inputs_after = {k: _snapshot(v) for k, v in call_args.items() if isinstance(v, torch.Tensor)}
-    return {"calls": calls, "inputs_after": inputs_after}
+            input_facts = {k: _facts(v, versions[k]) for k, v in call_args.items() if isinstance(v, torch.Tensor)}
+    return {"calls": calls, "inputs_after": inputs_after, "input_facts": input_facts}
+
+
+def _facts(tensor: torch.Tensor, version_before: int) -> dict[str, Any]:
+    """What the first call did to a tensor argument the caller still holds, as plain data: how
+    many in-place writes it saw, whether it now records autograd history (and through which node)
+    and whether it requires grad. The grader draws the conclusions."""
+    grad_fn = tensor.grad_fn
+    return {"writes": int(tensor._version - version_before), "grad_fn": None if grad_fn is None else type(grad_fn).__name__,
+            "requires_grad": bool(tensor.requires_grad)}
 
 
 def _gradients(output: Any, inputs: dict[str, torch.Tensor], upstream: torch.Tensor):
