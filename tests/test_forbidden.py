@@ -84,6 +84,13 @@ def make_args(exercise: str, device: str = "cpu") -> dict:
         params = {n: t(4) if n.startswith("b_") else t(3, 4) if n.startswith("W_x") else t(4, 4) for n in names}
         state = t(2, 4) if exercise == "gru_cell" else (t(2, 4), t(2, 4))
         return {"x": t(2, 3), "h" if exercise == "gru_cell" else "state": state, "params": params}
+    if exercise == "conv2d":
+        return {"X": t(2, 3, 6, 5), "K": t(4, 3, 3, 2), "b": t(4), "stride": 2, "padding": 1}
+    if exercise == "pool2d":
+        return {"X": t(2, 3, 6, 5), "kernel_size": 3, "stride": 2, "padding": 1, "mode": "max"}
+    if exercise == "batch_norm":
+        return {"X": t(4, 3, 2, 2), "gamma": t(3), "beta": t(3), "running_mean": t(3, grad=False),
+                "running_var": t(3, grad=False).abs() + 0.5, "training": True}
     raise KeyError(exercise)
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import engine, registry
-from autograder.client import Cell, StudentSession
+from autograder.course import registry
+from autograder.grading import engine
+from autograder.sandbox.session import Cell, StudentSession
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "implementations"
 #: The exercises whose fixture modules this file runs (each costs a worker start per function).
@@ -56,10 +57,22 @@ def _student_source(exercise: str, function: str) -> str:
     return PRELUDE + source.replace(f"def {function}(", f"def {exercise}(", 1)
 
 
+class _LeasedSession(StudentSession):
+    """A sandboxed session on a slot (and so a uid) that no other grading uses meanwhile."""
+
+    def __init__(self, exercise: registry.Exercise, source: str) -> None:
+        self.lease = engine.lease_slot()
+        super().__init__([Cell(source, "cell [1]")], device="cpu", slot=self.lease.slot,
+                         forbidden={exercise.name: engine._worker_spec(exercise)},
+                         sentinels=engine._sentinels(exercise), call_timeout=exercise.timeout_s)
+
+    def close(self) -> None:
+        super().close()
+        self.lease.release()
+
+
 def _session(exercise: registry.Exercise, source: str) -> StudentSession:
-    return StudentSession([Cell(source, "cell [1]")], device="cpu",
-                          forbidden={exercise.name: engine._worker_spec(exercise)},
-                          sentinels=engine._sentinels(exercise), call_timeout=exercise.timeout_s)
+    return _LeasedSession(exercise, source)
 
 
 def _run(exercise: registry.Exercise, session: StudentSession) -> dict[str, engine.Outcome]:

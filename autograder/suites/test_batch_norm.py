@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.compare import expect, expect_close, expect_equal, expect_gradient, expect_like, fail
+from autograder.grading.compare import expect, expect_close, expect_equal, expect_gradient, expect_like, fail
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, shape_text, uniform,
                                        value_and_propagation_devices, vjp_on)
 from reference import batch_norm as reference_batch_norm

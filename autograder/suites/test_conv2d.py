@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from autograder.compare import expect_close, expect_equal, expect_gradient, expect_like
+from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
                                        shape_text, value_and_propagation_devices, vjp_on)
 from reference import conv2d as reference_conv2d
