@@ -307,8 +307,8 @@ def module_transform(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
     grader's seed. Reports, as data, every module and parameter before and after the call (names,
     types, ``id``s, shapes, ``requires_grad``, values at the grader's sample positions), the
     returned object's ``id``, and, with ``inputs``, an evaluation-mode forward pass of the model the
-    caller holds: its output, the inputs of the modules named in ``capture``, and after a backward
-    pass with ``upstream`` each parameter's gradient (whole when small, else its norm).
+    caller holds: its output, the inputs of the modules named in ``capture``, the parameters its
+    autograd graph reaches, and the gradients (with ``upstream``) of the small ones among those.
     """
     import torchvision
 
@@ -327,7 +327,7 @@ def module_transform(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"model_id": id(model), "returned_id": id(returned),
                               "returned_type": _type_name(returned), "before": before,
                               "after": _model_table(model, samples, seed, whole),
-                              "output": None, "forward_error": None, "captured": {}, "grads": {}}
+                              "output": None, "forward_error": None, "captured": {}, "reached": [], "grads": {}}
     if isinstance(inputs, torch.Tensor):
         _forward_backward(model, inputs, args.get("upstream"), list(args.get("capture", [])), result)
     return result
@@ -375,6 +375,10 @@ def _model_table(model: torch.nn.Module, samples: int, seed: int, whole: list[st
 
 def _forward_backward(model: torch.nn.Module, inputs: torch.Tensor, upstream: Any, capture: list[str],
                       result: dict[str, Any]) -> None:
+    """An evaluation-mode forward pass; which parameters its autograd graph reaches (what a
+    backward pass would give a ``.grad``), and the vector-Jacobian product with ``upstream`` for the
+    small ones among them. Large reached parameters (a VGG left trainable) are named, not
+    differentiated: their gradients would cost a second and half a gigabyte and say nothing more."""
     named = dict(model.named_modules())
     hooks = []
     for name in capture:
@@ -385,21 +389,39 @@ def _forward_backward(model: torch.nn.Module, inputs: torch.Tensor, upstream: An
     try:
         output = model(inputs.detach().clone())
         result["output"] = _snapshot(output)
-        if upstream is not None and type(output) is torch.Tensor and output.requires_grad:
-            if tuple(output.shape) == tuple(upstream.shape):
-                output.backward(upstream.to(device=output.device, dtype=output.dtype))
+        if type(output) is torch.Tensor and output.requires_grad:
+            by_id = {id(p): name for name, p in model.named_parameters()}
+            reached = [by_id[i] for i in _graph_leaves(output) if i in by_id]
+            result["reached"] = sorted(reached)
+            params = dict(model.named_parameters())
+            small = [n for n in reached if params[n].numel() <= _WHOLE_GRADIENT_NUMEL]
+            if upstream is not None and small and tuple(output.shape) == tuple(upstream.shape):
+                grads = torch.autograd.grad(output, [params[n] for n in small],
+                                            upstream.to(device=output.device, dtype=output.dtype), allow_unused=True)
+                result["grads"] = {n: _snapshot(g) for n, g in zip(small, grads)}
     except Exception as error:  # noqa: BLE001 - reported as data: the model no longer fits together
-        result["forward_error"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error).strip() else ''}"
+        text = str(error).strip()
+        result["forward_error"] = f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
     finally:
         for hook in hooks:
             hook.remove()
-    for name, p in model.named_parameters():
-        if p.grad is None:
-            result["grads"][name] = None
-        elif p.grad.numel() <= _WHOLE_GRADIENT_NUMEL:
-            result["grads"][name] = _snapshot(p.grad)
-        else:
-            result["grads"][name] = float(p.grad.detach().double().norm()) if p.device.type != "meta" else 0.0
+
+
+def _graph_leaves(output: torch.Tensor) -> set[int]:
+    """``id``s of the leaf tensors that ``output``'s autograd graph accumulates gradients into."""
+    leaves: set[int] = set()
+    seen: set[Any] = set()
+    stack = [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if isinstance(variable, torch.Tensor):
+            leaves.add(id(variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
 
 
 HARNESSES = {"clip_grad": clip_grad, "adam": adam, "q_update": q_update, "q_train": q_train, "td_episodes": td_episodes,

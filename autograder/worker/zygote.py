@@ -118,6 +118,10 @@ class Zygote:
             env.close()
         except Exception:  # noqa: BLE001 - gymnasium is only needed by the RL exercise
             pass
+        try:  # torchvision's models (seconds to import): built by the module_transform harness
+            import torchvision.models  # noqa: F401
+        except Exception:  # noqa: BLE001 - only needed by exercises that transform a model
+            pass
         self._reset()  # whatever the warm-up wrote to /tmp
         # Everything imported so far is permanent: the children's garbage collector never walks it,
         # so it does not write to (and copy) the pages they share with us.
