@@ -103,6 +103,44 @@ CODE = {
             Q[s, a] += alpha * td_error
             return td_error
         """,
+    "layer_norm": """
+        def layer_norm(X, gamma, beta, eps=1e-5):
+            mu = X.mean(dim=-1, keepdim=True)
+            var = X.var(dim=-1, keepdim=True, unbiased=False)
+            return gamma * (X - mu) / torch.sqrt(var + eps) + beta
+        """,
+    "multi_head_attention/scaled_by_d_model": """
+        def multi_head_attention(X, W_q, W_k, W_v, W_o, num_heads, mask=None):
+            batch, n, d_model = X.shape
+            d_h = d_model // num_heads
+            Q = (X @ W_q).reshape(batch, n, num_heads, d_h).transpose(1, 2)
+            K = (X @ W_k).reshape(batch, n, num_heads, d_h).transpose(1, 2)
+            V = (X @ W_v).reshape(batch, n, num_heads, d_h).transpose(1, 2)
+            scores = Q @ K.transpose(-2, -1) / math.sqrt(d_model)
+            if mask is not None:
+                if mask.dim() == 3:
+                    mask = mask.unsqueeze(1)
+                scores = scores.masked_fill(~mask, float("-inf"))
+            heads = torch.softmax(scores, dim=-1) @ V
+            return heads.transpose(1, 2).reshape(batch, n, d_model) @ W_o
+        """,
+    "sarsa_update/max_bootstrap": """
+        def sarsa_update(Q, s, a, r, s_next, a_next, done, alpha, gamma):
+            target = r if done else r + gamma * Q[s_next].max()
+            td_error = target - Q[s, a]
+            Q[s, a] += alpha * td_error
+            return float(td_error)
+        """,
+    "value_iteration": """
+        def value_iteration(P, R, gamma, tol=1e-8):
+            V = torch.zeros(P.shape[0], dtype=R.dtype, device=R.device)
+            while True:
+                V_new = (R + gamma * (P @ V)).max(dim=1).values
+                if (V_new - V).abs().max() < tol:
+                    break
+                V = V_new
+            return V_new, (R + gamma * (P @ V_new)).argmax(dim=1)
+        """,
 }
 
 # (student folder, assignment, {exercise: code key}); exercises left out keep the released stub.
@@ -118,6 +156,10 @@ STUDENTS = [
     ("hana_eps_inside_sqrt", "05_optimization", {"adam_step": "adam_step/eps_inside_sqrt"}),
     ("finn_inverted_mask", "06_attention", {"self_attention": "self_attention/mask_inverted"}),
     ("gus_terminal_ignored", "07_rl", {"q_learning_update": "q_learning_update/terminal_ignored"}),
+    ("jo_heads_scaled_by_d_model", "14_transformer",
+     {"layer_norm": "layer_norm", "multi_head_attention": "multi_head_attention/scaled_by_d_model"}),
+    ("kai_sarsa_bootstraps_from_max", "15_planning",
+     {"sarsa_update": "sarsa_update/max_bootstrap", "value_iteration": "value_iteration"}),
 ]
 
 
