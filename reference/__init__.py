@@ -7,9 +7,9 @@ registry's signature and the contract of EXERCISES.md. Never shipped to students
 from .attention import multi_head_attention, self_attention
 from .conv import conv2d, corr2d, pool2d
 from .gated_rnn import gru_cell, lstm_cell
-from .linear import cross_entropy, softmax
+from .linear import bce_with_logits, cross_entropy, softmax
 from .normalization import batch_norm
-from .optim import adam_step, init_adam_states
+from .optim import adagrad_step, adam_step, init_adam_states, rmsprop_step, sgd_momentum_step
 from .regularization import dropout
 from .rl import q_learning_update, sarsa_update, value_iteration
 from .rnn import clip_grad
@@ -36,4 +36,8 @@ __all__ = [
     "conv2d",
     "pool2d",
     "batch_norm",
+    "bce_with_logits",
+    "sgd_momentum_step",
+    "adagrad_step",
+    "rmsprop_step",
 ]

@@ -91,6 +91,15 @@ def make_args(exercise: str, device: str = "cpu") -> dict:
     if exercise == "batch_norm":
         return {"X": t(4, 3, 2, 2), "gamma": t(3), "beta": t(3), "running_mean": t(3, grad=False),
                 "running_var": t(3, grad=False).abs() + 0.5, "training": True}
+    if exercise == "bce_with_logits":
+        return {"z": t(3, 4) * 5, "y": torch.rand(3, 4, dtype=torch.float64, generator=g).to(device)}
+    if exercise in ("sgd_momentum_step", "adagrad_step", "rmsprop_step"):
+        params = [t(3, grad=False), t(2, 2, grad=False)]
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=p.dtype, generator=g).to(device)
+        state_name, options = {"sgd_momentum_step": ("velocities", {"momentum": 0.9}), "adagrad_step": ("states", {}),
+                               "rmsprop_step": ("states", {})}[exercise]
+        return {"params": params, state_name: [torch.zeros_like(p) for p in params], "lr": 0.1, **options}
     raise KeyError(exercise)
 
 
@@ -162,6 +171,12 @@ def static_calls(code: str | list[str], exercise: str) -> set[str]:
 
 SIGNATURES = {e.name: e.signature for e in EXERCISES}
 
+#: The optimizers of EXERCISES.md §17-19 forbid the same three routines.
+OPTIM_USAGE = {
+    "torch.optim.SGD": "{f}(params, lr=lr, momentum=0.9).step()",
+    "torch.optim.Adagrad": "{f}(params, lr=lr).step()",
+    "torch.optim.RMSprop": "{f}(params, lr=lr).step()",
+}
 #: Forbidden name -> how a student would use it ("{f}" is the routine, however it was obtained).
 USAGE = {
     "softmax": {
@@ -220,6 +235,19 @@ USAGE = {
             " torch.eye(X.shape[-1], dtype=X.dtype), None, need_weights=False)[0].transpose(0, 1)"
         ),
     },
+    "bce_with_logits": {
+        "torch.nn.functional.binary_cross_entropy_with_logits": "{f}(z, y, reduction='none')",
+        "torch.nn.functional.binary_cross_entropy": "{f}(torch.sigmoid(z), y, reduction='none')",
+        "torch.nn.BCEWithLogitsLoss": "{f}(reduction='none')(z, y)",
+        "torch.nn.BCELoss": "{f}(reduction='none')(torch.sigmoid(z), y)",
+        "torch.nn.functional.softplus": "{f}(z) - y * z",
+        "torch.nn.functional.logsigmoid": "-(y * {f}(z) + (1 - y) * {f}(-z))",
+        "torch.nn.Softplus": "{f}()(z) - y * z",
+        "torch.nn.LogSigmoid": "-(y * {f}()(z) + (1 - y) * {f}()(-z))",
+    },
+    "sgd_momentum_step": OPTIM_USAGE,
+    "adagrad_step": OPTIM_USAGE,
+    "rmsprop_step": OPTIM_USAGE,
 }
 
 #: Tensor methods and dispatcher operators, written out per exercise: (forbidden name, body).
@@ -293,6 +321,21 @@ EXTRA_ROUTES = {
     "self_attention": [
         ("torch.nn.functional.scaled_dot_product_attention", "torch.ops.aten.scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v, mask)"),
         ("torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v, attn_mask=mask)"),
+    ],
+    "bce_with_logits": [
+        ("torch.nn.functional.binary_cross_entropy_with_logits", "torch.binary_cross_entropy_with_logits(z, y, None, None, 0)"),
+        ("torch.nn.functional.binary_cross_entropy_with_logits", "torch.ops.aten.binary_cross_entropy_with_logits(z, y, None, None, 0)"),
+        ("torch.nn.functional.softplus", "torch.ops.aten.softplus(z, 1, 20) - y * z"),
+    ],
+    "sgd_momentum_step": [
+        ("torch.optim.SGD", "torch.optim.SGD(params, lr=lr, momentum=momentum, foreach=True).step()"),
+        ("torch.optim.SGD", "torch.optim._functional.sgd(list(params), [p.grad for p in params], list(velocities), weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False)"),
+    ],
+    "adagrad_step": [
+        ("torch.optim.Adagrad", "torch.optim.Adagrad(params, lr=lr, foreach=True).step()"),
+    ],
+    "rmsprop_step": [
+        ("torch.optim.RMSprop", "torch.optim.RMSprop(params, lr=lr, foreach=True).step()"),
     ],
 }
 

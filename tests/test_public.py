@@ -79,7 +79,34 @@ def q_learning_update(Q, s, a, r, s_next, done, alpha, gamma):
     return td_error
 
 
-CORRECT = {f.__name__: f for f in (softmax, cross_entropy, dropout, corr2d, clip_grad, adam_step, self_attention, q_learning_update)}
+
+def bce_with_logits(z, y):
+    return torch.clamp(z, min=0) - z * y + torch.log1p(torch.exp(-z.abs()))
+
+
+def sgd_momentum_step(params, velocities, lr, momentum):
+    with torch.no_grad():
+        for p, v in zip(params, velocities):
+            v.mul_(momentum).add_(p.grad)
+            p -= lr * v
+
+
+def adagrad_step(params, states, lr, eps=1e-10):
+    with torch.no_grad():
+        for p, s in zip(params, states):
+            s += p.grad**2
+            p -= lr * p.grad / (s.sqrt() + eps)
+
+
+def rmsprop_step(params, states, lr, alpha=0.99, eps=1e-8):
+    with torch.no_grad():
+        for p, s in zip(params, states):
+            s.mul_(alpha).add_((1 - alpha) * p.grad**2)
+            p -= lr * p.grad / (s.sqrt() + eps)
+
+
+CORRECT = {f.__name__: f for f in (softmax, cross_entropy, dropout, corr2d, clip_grad, adam_step, self_attention, q_learning_update,
+                                   bce_with_logits, sgd_momentum_step, adagrad_step, rmsprop_step)}
 
 
 def _first_correct_fixture(name: str):
@@ -264,3 +291,14 @@ def test_importable_with_torch_alone():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     # torch itself may import numpy; everything else must stay out.
     assert set(filter(None, done.stdout.strip().split(","))) <= {"numpy"}, done.stdout
+
+
+def test_optimizer_whose_state_is_rebound_fails_on_the_state_after_two_steps():
+    def sgd_momentum_step(params, velocities, lr, momentum):
+        with torch.no_grad():
+            for p, v in zip(params, velocities):
+                v = momentum * v + p.grad  # rebinds a local name: the caller's velocity stays zero
+                p -= lr * v
+
+    with pytest.raises(AssertionError, match=r"(?s)first step: v = g, p -= lr v' failed on `velocities\[0\]` after 1 step"):
+        check(sgd_momentum_step)

@@ -225,6 +225,15 @@ def run_public_case(exercise: Exercise, case: PublicCase, *, backward: bool = Fa
         assert fn(params, reference.init_adam_states(params), **args) is None, "adam_step returned a value"
         expected_params = [_case_tensor(case, "params", e) for e in expected["params"]]
         return [(f"param {i}", p.detach(), e) for i, (p, e) in enumerate(zip(params, expected_params))]
+    if "steps" in args:  # an optimizer with one state per parameter: one call per step of gradients
+        params = [_case_tensor(case, "params", p).requires_grad_() for p in args.pop("params")]
+        states = [torch.zeros_like(p) for p in params]
+        for step in args.pop("steps"):
+            for param, grad in zip(params, step):
+                param.grad = _case_tensor(case, "grads", grad)
+            assert fn(params, states, **args) is None, f"{exercise.name} returned a value"
+        return [(f"param {i}", p.detach(), _case_tensor(case, "params", e)) for i, (p, e) in enumerate(zip(params, expected["params"]))] + [
+            (f"state {i}", s, _case_tensor(case, "params", e)) for i, (s, e) in enumerate(zip(states, expected["states"]))]
     if exercise.name in ("q_learning_update", "sarsa_update"):
         Q = _case_tensor(case, "Q", args.pop("Q"))
         td_error = fn(Q, **args)

@@ -20,19 +20,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from test_reference import (
-    DTYPE_IDS, EXACT, FLOAT_DTYPES, LAYOUTS, PROPERTIES, assert_close, generator, random_tensor, widened,
+    DTYPE_IDS, EXACT, FLOAT_DTYPES, LAYOUTS, PROPERTIES, assert_close, generator, random_tensor, tol, widened,
 )
 
-from autograder.course.registry import DEFAULT_TOLERANCES, Tolerance
-from reference.optim import adagrad_step, rmsprop_step, sgd_momentum_step
+from reference import adagrad_step, rmsprop_step, sgd_momentum_step
 
 #: Steps of every trajectory.
 STEPS = 20
-
-
-def tol(name: str, dtype: torch.dtype) -> Tolerance:
-    """The comparison tolerance: the defaults, which the registry declares for these exercises."""
-    return DEFAULT_TOLERANCES[str(dtype).removeprefix("torch.")]
 
 
 @dataclass(frozen=True)
@@ -212,20 +206,20 @@ def test_first_steps_by_hand():
         p.grad = torch.tensor([g], dtype=torch.float64)
         sgd_momentum_step([p], velocities, 0.1, 0.9)
         assert_close(v, torch.tensor([v_want], dtype=torch.float64), EXACT, f"velocity after g = {g}")
-        assert_close(p.detach(), torch.tensor([p_want], dtype=torch.float64), tol("", torch.float64), f"param after g = {g}")
+        assert_close(p.detach(), torch.tensor([p_want], dtype=torch.float64), tol("sgd_momentum_step", torch.float64), f"param after g = {g}")
     p = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
     (s,) = states = _zeros([p])
     for g, s_want, p_want in ((3.0, 9.0, 0.5), (4.0, 25.0, 0.1)):  # lr 0.5, eps 0: p -= 0.5 g / sqrt(s)
         p.grad = torch.tensor([g], dtype=torch.float64)
         adagrad_step([p], states, 0.5, eps=0.0)
         assert_close(s, torch.tensor([s_want], dtype=torch.float64), EXACT, f"Adagrad sum after g = {g}")
-        assert_close(p.detach(), torch.tensor([p_want], dtype=torch.float64), tol("", torch.float64), f"Adagrad param after g = {g}")
+        assert_close(p.detach(), torch.tensor([p_want], dtype=torch.float64), tol("adagrad_step", torch.float64), f"Adagrad param after g = {g}")
     p = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
     (s,) = states = _zeros([p])
     p.grad = torch.tensor([2.0], dtype=torch.float64)
     rmsprop_step([p], states, 0.1, alpha=0.75, eps=1.0)  # s = 0.25 * 4 = 1; p = 1 - 0.1 * 2 / (1 + 1)
     assert_close(s, torch.tensor([1.0], dtype=torch.float64), EXACT, "RMSProp average after one step")
-    assert_close(p.detach(), torch.tensor([0.9], dtype=torch.float64), tol("", torch.float64), "RMSProp param (eps after the root)")
+    assert_close(p.detach(), torch.tensor([0.9], dtype=torch.float64), tol("rmsprop_step", torch.float64), "RMSProp param (eps after the root)")
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

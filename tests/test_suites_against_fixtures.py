@@ -28,7 +28,8 @@ from autograder.submission.static_scan import scan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "implementations"
 #: The exercises whose suites are checked here against their fixtures.
-EXERCISES = ("gru_cell", "lstm_cell", "replace_classifier")
+EXERCISES = ("gru_cell", "lstm_cell", "replace_classifier", "bce_with_logits", "sgd_momentum_step", "adagrad_step",
+             "rmsprop_step")
 PRELUDE = "import math\nimport numpy as np\nimport torch\nfrom torch import nn\n"
 
 

@@ -155,6 +155,28 @@ _CONVOLUTIONS: tuple[Forbidden, ...] = (
     ),
 )
 
+#: The optimizers' library routines (EXERCISES.md §17-19 forbid the same three in each).
+_OPTIMIZERS_FORBIDDEN = (
+    _F(
+        "torch.optim.SGD",
+        ("torch.optim.sgd.SGD", "torch.optim.sgd.sgd", "torch.optim._functional.sgd", "torch.optim.sgd._single_tensor_sgd",
+         "torch.optim.sgd._multi_tensor_sgd", "torch.optim.sgd._fused_sgd", "torch._fused_sgd_"),
+        ("aten._fused_sgd",),
+    ),
+    _F(
+        "torch.optim.Adagrad",
+        ("torch.optim.adagrad.Adagrad", "torch.optim.adagrad.adagrad", "torch.optim._functional.adagrad",
+         "torch.optim.adagrad._single_tensor_adagrad", "torch.optim.adagrad._multi_tensor_adagrad",
+         "torch.optim.adagrad._fused_adagrad", "torch._fused_adagrad_"),
+        ("aten._fused_adagrad",),
+    ),
+    _F(
+        "torch.optim.RMSprop",
+        ("torch.optim.rmsprop.RMSprop", "torch.optim.rmsprop.rmsprop", "torch.optim._functional.rmsprop",
+         "torch.optim.rmsprop._single_tensor_rmsprop", "torch.optim.rmsprop._multi_tensor_rmsprop"),
+    ),
+)
+
 EXERCISES: tuple[Exercise, ...] = (
     Exercise(
         name="softmax",
@@ -537,6 +559,88 @@ EXERCISES: tuple[Exercise, ...] = (
                 {"P": [[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]], "R": [[1.0, 0.0], [2.0, 0.0]], "gamma": 0.99},
                 {"V": [198.0, 200.0], "policy": [1, 0]},
             ),
+        ),
+    ),
+    Exercise(
+        name="bce_with_logits",
+        assignment="12_logistic_regression",
+        notebook="logistic_regression.ipynb",
+        signature="z, y",
+        summary="per-element binary cross-entropy of logits, stable for |z| up to 1e4",
+        tests=_tests(values=2, gradient=2, large_logits=2, per_element=1, float32=1, device=1, no_mutation=1),
+        forbidden=(
+            _F(
+                "torch.nn.functional.binary_cross_entropy_with_logits",
+                ("torch.binary_cross_entropy_with_logits", "torch._C._VariableFunctions.binary_cross_entropy_with_logits"),
+                ("aten.binary_cross_entropy_with_logits",),
+            ),
+            _F("torch.nn.functional.binary_cross_entropy", ("torch._C._nn.binary_cross_entropy",), ("aten.binary_cross_entropy",)),
+            _F("torch.nn.BCEWithLogitsLoss", ("torch.nn.modules.loss.BCEWithLogitsLoss",)),
+            _F("torch.nn.BCELoss", ("torch.nn.modules.loss.BCELoss",)),
+            _F("torch.nn.functional.softplus", ("torch._C._nn.softplus",), ("aten.softplus",)),
+            _F("torch.nn.functional.logsigmoid", ("torch._C._nn.log_sigmoid",), ("aten.log_sigmoid",)),
+            _F("torch.nn.Softplus", ("torch.nn.modules.activation.Softplus",)),
+            _F("torch.nn.LogSigmoid", ("torch.nn.modules.activation.LogSigmoid",)),
+        ),
+        public_cases=(
+            PublicCase("z = 0 costs log 2 whatever the target", {"z": [0.0, 0.0, 0.0], "y": [0.0, 0.5, 1.0]},
+                       [0.6931471805599453, 0.6931471805599453, 0.6931471805599453]),
+            PublicCase("large logits are exact, no nan or inf", {"z": [1e4, -1e4, 1e4, -1e4, 1e4], "y": [0.0, 1.0, 1.0, 0.0, 0.25]},
+                       [1e4, 1e4, 0.0, 0.0, 7500.0]),
+            PublicCase("one loss per element, not the mean", {"z": [[1.0, -2.0], [3.0, 0.5]], "y": [[1.0, 0.0], [0.25, 1.0]]},
+                       [[0.31326168751822286, 0.1269280110429725], [2.298587351573742, 0.4740769841801067]]),
+        ),
+    ),
+    Exercise(
+        name="sgd_momentum_step",
+        assignment="13_optimizers",
+        notebook="optimizers.ipynb",
+        signature="params, velocities, lr, momentum",
+        summary="one step of SGD with momentum (torch.optim.SGD), in place",
+        tests=_tests(single_step=2, trajectory=2, velocity=1, tiny_gradients=1, huge_gradients=1, in_place_no_history=2, device=1),
+        forbidden=_OPTIMIZERS_FORBIDDEN,
+        public_cases=(
+            PublicCase("first step: v = g, p -= lr v", {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]]], "lr": 0.1, "momentum": 0.9},
+                       {"params": [[0.95, -1.7]], "states": [[0.5, -3.0]]}),
+            PublicCase("second step: v = momentum v + g",
+                       {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]], [[1.0, 1.0]]], "lr": 0.1, "momentum": 0.9},
+                       {"params": [[0.805, -1.53]], "states": [[1.45, -1.7]]}),
+        ),
+    ),
+    Exercise(
+        name="adagrad_step",
+        assignment="13_optimizers",
+        notebook="optimizers.ipynb",
+        signature="params, states, lr, eps=1e-10",
+        summary="one Adagrad step (torch.optim.Adagrad), in place",
+        tests=_tests(single_step=2, trajectory=2, eps_outside_sqrt=1, tiny_gradients=1, huge_gradients=1, in_place_no_history=2, device=1),
+        forbidden=_OPTIMIZERS_FORBIDDEN,
+        public_cases=(
+            PublicCase("first step moves each entry by about lr", {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]]], "lr": 0.1},
+                       {"params": [[0.90000000002, -1.9000000000033332]], "states": [[0.25, 9.0]]}),
+            PublicCase("the sum of squares keeps growing",
+                       {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]], [[0.5, 4.0]]], "lr": 0.1},
+                       {"params": [[0.8292893219113453, -1.9800000000017333]], "states": [[0.5, 25.0]]}),
+            PublicCase("eps is added after the square root", {"params": [[1.0]], "steps": [[[0.25]]], "lr": 0.1, "eps": 1.0},
+                       {"params": [[0.98]], "states": [[0.0625]]}),
+        ),
+    ),
+    Exercise(
+        name="rmsprop_step",
+        assignment="13_optimizers",
+        notebook="optimizers.ipynb",
+        signature="params, states, lr, alpha=0.99, eps=1e-8",
+        summary="one RMSProp step (torch.optim.RMSprop), in place",
+        tests=_tests(single_step=2, trajectory=2, eps_outside_sqrt=1, tiny_gradients=1, huge_gradients=1, in_place_no_history=2, device=1),
+        forbidden=_OPTIMIZERS_FORBIDDEN,
+        public_cases=(
+            PublicCase("first step: s = (1 - alpha) g^2", {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]]], "lr": 0.01, "alpha": 0.9},
+                       {"params": [[0.968377225398316, -1.9683772237316495]], "states": [[0.025, 0.9]]}),
+            PublicCase("second step: s = alpha s + (1 - alpha) g^2",
+                       {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]], [[0.5, 4.0]]], "lr": 0.01, "alpha": 0.9},
+                       {"params": [[0.9454356530638914, -1.9941434886217075]], "states": [[0.0475, 2.41]]}),
+            PublicCase("eps is added after the square root", {"params": [[1.0]], "steps": [[[2.0]]], "lr": 0.1, "alpha": 0.75, "eps": 1.0},
+                       {"params": [[0.9]], "states": [[1.0]]}),
         ),
     ),
 )

@@ -37,6 +37,8 @@ class _Trial:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     comparisons: Callable[[Any], list[Comparison]]  # the call's result -> what to compare
+    earlier_calls: int = 0  # calls made before the compared one (steps of an optimizer), same args
+    before_call: Callable[[int], None] | None = None  # run before call i (sets that step's gradients)
 
 
 def check(fn: Callable[..., Any], name: str | None = None) -> None:
@@ -50,7 +52,10 @@ def check(fn: Callable[..., Any], name: str | None = None) -> None:
     for case in exercise.public_cases:
         trial = _TRIAL_BUILDERS.get(exercise.name, _function_trial)(exercise, case)
         try:
-            result = fn(*trial.args, **trial.kwargs)
+            for call in range(trial.earlier_calls + 1):
+                if trial.before_call is not None:
+                    trial.before_call(call)
+                result = fn(*trial.args, **trial.kwargs)
         except NotImplementedError:
             print(f"✗ {exercise.name}: not implemented yet (replace `raise NotImplementedError()` with your code)")
             raise
@@ -265,6 +270,31 @@ def _count_list(values: list[int]) -> torch.Tensor:
 
 
 #: Exercises whose cases are not "call, then compare the output" (in-place updates, models).
+def _optimizer_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+    """``{params, steps, lr, ...}``: one zero state per parameter, then one call per step of
+    gradients (``.grad`` set before each call); parameters and states compared after the last."""
+    params = [_literal(param).requires_grad_() for param in case.args["params"]]
+    states = [torch.zeros_like(param) for param in params]
+    options = {key: value for key, value in case.args.items() if key not in ("params", "steps", "lr")}
+    steps = case.args["steps"]
+    state_name = _parameter_names(exercise)[1]
+
+    def set_gradients(call: int) -> None:
+        for param, grad in zip(params, steps[call]):
+            param.grad = _literal(grad)
+
+    def comparisons(result: Any) -> list[Comparison]:
+        after = f"after {len(steps)} step{'s' if len(steps) > 1 else ''}"
+        out: list[Comparison] = [(f"`params[{i}]` {after}", param.detach(), _literal(want))
+                                 for i, (param, want) in enumerate(zip(params, case.expected["params"]))]
+        out += [(f"`{state_name}[{i}]` {after}", state, _literal(want))
+                for i, (state, want) in enumerate(zip(states, case.expected["states"]))]
+        return out
+
+    return _Trial((params, states, case.args["lr"]), options, comparisons, len(steps) - 1, set_gradients)
+
+
+#: Exercises whose cases are not "call, then compare the output" (in-place updates).
 _TRIAL_BUILDERS: dict[str, Callable[[Exercise, PublicCase], _Trial]] = {
     "clip_grad": _clip_grad_trial,
     "adam_step": _adam_step_trial,
@@ -272,6 +302,9 @@ _TRIAL_BUILDERS: dict[str, Callable[[Exercise, PublicCase], _Trial]] = {
     "sarsa_update": _q_learning_update_trial,
     "value_iteration": _value_iteration_trial,
     "replace_classifier": _replace_classifier_trial,
+    "sgd_momentum_step": _optimizer_trial,
+    "adagrad_step": _optimizer_trial,
+    "rmsprop_step": _optimizer_trial,
 }
 
 

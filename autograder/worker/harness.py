@@ -138,6 +138,51 @@ def adam(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
             "same_objects": same, "history_free": history_free, "grads_kept": grads_kept}
 
 
+def optimizer_state(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer step with per-parameter state, called the way ``adam_step`` is, parametrised by
+    the state's layout and the call's options: ``state_size`` zero tensors like each parameter
+    (one: a bare tensor; more: a tuple), ``options`` passed by keyword (absent ones are not passed,
+    so the student's defaults apply), and the 1-based step number after ``lr`` when ``step_number``.
+
+    Reports facts only, as data: every parameter after every step, the states and gradients after
+    the last step, what each call returned, and the identities (``id``, storage pointer) and
+    autograd status of the parameters and states before and after. The grader judges.
+    """
+    size = int(args.get("state_size", 1))
+    params = [p.detach().clone().requires_grad_(True) for p in args["params"]]
+    states = [torch.zeros_like(p) if size == 1 else tuple(torch.zeros_like(p) for _ in range(size)) for p in params]
+
+    def tensors() -> list[torch.Tensor]:
+        return params + [t for state in states for t in (state if isinstance(state, tuple) else (state,))]
+
+    def identities(values: list[Any]) -> list[list[int]]:
+        return [[id(t), t.data_ptr() if isinstance(t, torch.Tensor) else 0] for t in values]
+
+    before = identities(tensors())
+    originals = list(tensors())
+    options = dict(args.get("options") or {})
+    history, returned, grads = [], [], []
+    for t, step in enumerate(args["steps"], start=1):
+        for p, g in zip(params, step):
+            p.grad = g.detach().clone()
+        extra = (t,) if args.get("step_number") else ()
+        returned.append(_snapshot(fn(params, states, args["lr"], *extra, **options)))
+        history.append([_snapshot(p) for p in params])
+        grads.append([_snapshot(p.grad) for p in params])
+    after = identities([*params, *[t for state in states for t in (state if isinstance(state, tuple) else (state,))]])
+    return {
+        "params": history,
+        "states": [[_snapshot(t) for t in (state if isinstance(state, tuple) else (state,))] for state in states],
+        "grads": grads,
+        "returned": returned,
+        "identities_before": before,
+        "identities_after": after,
+        "params_autograd": [[bool(p.is_leaf), bool(p.requires_grad), p.grad_fn is not None] for p in params],
+        "states_autograd": [[isinstance(t, torch.Tensor) and t.grad_fn is not None for t in
+                             (state if isinstance(state, tuple) else (state,))] for state in states],
+    }
+
+
 def q_update(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
     Q = args["Q"].detach().clone()
     ptr = Q.data_ptr()
@@ -424,5 +469,5 @@ def _graph_leaves(output: torch.Tensor) -> set[int]:
     return leaves
 
 
-HARNESSES = {"clip_grad": clip_grad, "adam": adam, "q_update": q_update, "q_train": q_train, "td_episodes": td_episodes,
-             "recurrent_cell": recurrent_cell, "module_transform": module_transform}
+HARNESSES = {"clip_grad": clip_grad, "adam": adam, "optimizer_state": optimizer_state, "q_update": q_update, "q_train": q_train,
+             "td_episodes": td_episodes, "recurrent_cell": recurrent_cell, "module_transform": module_transform}
