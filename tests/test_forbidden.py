@@ -177,6 +177,11 @@ OPTIM_USAGE = {
     "torch.optim.Adagrad": "{f}(params, lr=lr).step()",
     "torch.optim.RMSprop": "{f}(params, lr=lr).step()",
 }
+#: The fused kernels behind torch.optim's fused SGD and Adagrad, called directly.
+_FUSED_SGD = ("{f}(list(params), [p.grad for p in params], list({buffers}), weight_decay=0.0, momentum=0.9, lr=lr,"
+              " dampening=0.0, nesterov=False, maximize=False, is_first_step=False)")
+_FUSED_ADAGRAD = ("{f}(list(params), [p.grad for p in params], list({sums}), [torch.tensor(0.0) for p in params], lr=lr,"
+                  " lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False)")
 #: Forbidden name -> how a student would use it ("{f}" is the routine, however it was obtained).
 USAGE = {
     "softmax": {
@@ -329,13 +334,21 @@ EXTRA_ROUTES = {
     ],
     "sgd_momentum_step": [
         ("torch.optim.SGD", "torch.optim.SGD(params, lr=lr, momentum=momentum, foreach=True).step()"),
+        ("torch._fused_sgd_", _FUSED_SGD.format(f="torch._fused_sgd_", buffers="velocities")),
+        ("torch._fused_sgd_", _FUSED_SGD.format(f="torch.ops.aten._fused_sgd_", buffers="velocities")),
+        ("torch._fused_adagrad_", _FUSED_ADAGRAD.format(f="torch._fused_adagrad_", sums="velocities")),
         ("torch.optim.SGD", "torch.optim._functional.sgd(list(params), [p.grad for p in params], list(velocities), weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False)"),
     ],
     "adagrad_step": [
         ("torch.optim.Adagrad", "torch.optim.Adagrad(params, lr=lr, foreach=True).step()"),
+        ("torch._fused_adagrad_", _FUSED_ADAGRAD.format(f="torch._fused_adagrad_", sums="states")),
+        ("torch._fused_adagrad_", _FUSED_ADAGRAD.format(f="torch.ops.aten._fused_adagrad_", sums="states")),
+        ("torch._fused_sgd_", _FUSED_SGD.format(f="torch._fused_sgd_", buffers="states")),
     ],
     "rmsprop_step": [
         ("torch.optim.RMSprop", "torch.optim.RMSprop(params, lr=lr, foreach=True).step()"),
+        ("torch._fused_sgd_", _FUSED_SGD.format(f="torch._fused_sgd_", buffers="states")),
+        ("torch._fused_adagrad_", _FUSED_ADAGRAD.format(f="torch._fused_adagrad_", sums="states")),
     ],
 }
 
@@ -944,10 +957,11 @@ def test_allowed_routines_are_not_patterns():
 def _forbidden_sections(text: str) -> dict[str, str]:
     """Exercise name -> the text of its "Forbidden:" item (first sentence), or "" if none."""
     out = {}
-    for match in re.finditer(r"^## \d+\. `(\w+)\((.*?)(?=^## |\Z)", text, flags=re.M | re.S):
-        name, body = match.group(1), match.group(2)
+    for match in re.finditer(r"^## ([^\n]*)\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S):
+        heading, body = match.group(1), match.group(2)
         item = re.search(r"^- Forbidden:(.*?)(?=^- |\Z)", body, flags=re.M | re.S)
-        out[name] = " ".join(item.group(1).split()) if item else ""
+        for name in re.findall(r"\d+\. `(\w+)\(", heading):  # one heading may declare several functions
+            out[name] = " ".join(item.group(1).split()) if item else ""
     return out
 
 

@@ -160,21 +160,22 @@ _OPTIMIZERS_FORBIDDEN = (
     _F(
         "torch.optim.SGD",
         ("torch.optim.sgd.SGD", "torch.optim.sgd.sgd", "torch.optim._functional.sgd", "torch.optim.sgd._single_tensor_sgd",
-         "torch.optim.sgd._multi_tensor_sgd", "torch.optim.sgd._fused_sgd", "torch._fused_sgd_"),
-        ("aten._fused_sgd",),
+         "torch.optim.sgd._multi_tensor_sgd", "torch.optim.sgd._fused_sgd"),
     ),
     _F(
         "torch.optim.Adagrad",
         ("torch.optim.adagrad.Adagrad", "torch.optim.adagrad.adagrad", "torch.optim._functional.adagrad",
          "torch.optim.adagrad._single_tensor_adagrad", "torch.optim.adagrad._multi_tensor_adagrad",
-         "torch.optim.adagrad._fused_adagrad", "torch._fused_adagrad_"),
-        ("aten._fused_adagrad",),
+         "torch.optim.adagrad._fused_adagrad"),
     ),
     _F(
         "torch.optim.RMSprop",
         ("torch.optim.rmsprop.RMSprop", "torch.optim.rmsprop.rmsprop", "torch.optim._functional.rmsprop",
          "torch.optim.rmsprop._single_tensor_rmsprop", "torch.optim.rmsprop._multi_tensor_rmsprop"),
     ),
+    # the fused kernels, reachable without torch.optim
+    _F("torch._fused_sgd_", ("torch._C._VariableFunctions._fused_sgd_",), ("aten._fused_sgd",)),
+    _F("torch._fused_adagrad_", ("torch._C._VariableFunctions._fused_adagrad_",), ("aten._fused_adagrad",)),
 )
 
 EXERCISES: tuple[Exercise, ...] = (
