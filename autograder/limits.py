@@ -29,3 +29,4 @@ MAX_SUBMISSION_REPLY_BYTES = 512 << 20  # all replies of one submission together
 CELL_SECONDS = 60.0  # wall clock for one cell at load
 SUBMISSION_SECONDS = 600.0  # wall clock for one submission: load, restarts and every call
 SUBMISSION_CPU_SECONDS = 600.0  # CPU seconds of the submission's sandboxed processes, all together
+CI_SECONDS = 2400.0  # one pull request's notebooks together (the job's own timeout is 60 min)

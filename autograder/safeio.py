@@ -13,8 +13,10 @@ every CSV the grader writes goes through it.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -136,3 +138,47 @@ def cell(value: Any) -> Any:
 
 def row(values: list[Any]) -> list[Any]:
     return [cell(v) for v in values]
+
+
+# ------------------------------------------------------------------ text that came from student code
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"|`[^`\n]*`")
+_BRACKETED = re.compile(r"\([^()\n]*\)|\[[^\[\]\n]*\]|\{[^{}\n]*\}|<[^<>\n]*>")
+_NUMBER = re.compile(r"[-+]?(?:0[xob][0-9a-f_]+|\d[\d_]*(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)", re.I)
+_NOT_WORDY = re.compile(r"[^A-Za-z#.,:;!?()\[\]' _-]+")
+STUDENT_TEXT_CHARS = 100
+
+
+def scrub(text: Any, limit: int = STUDENT_TEXT_CHARS) -> str:
+    """Student-made text (exception messages, type names) made unable to carry data: one line,
+    quoted strings and bracketed reprs replaced by ``…``, every number by ``#``, nothing but
+    letters and punctuation, at most ``limit`` characters. The words of the message stay (what
+    the student's own ``raise`` says, or torch's "shapes cannot be multiplied (#x# and #x#)")."""
+    text = str(text)
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")[: 4 * limit]
+    line = _QUOTED.sub("'…'", line)
+    for _ in range(3):  # nested brackets, innermost first
+        line = _BRACKETED.sub(lambda m: m.group(0)[0] + "…" + m.group(0)[-1], line)
+    line = _NUMBER.sub("#", line)
+    line = _NOT_WORDY.sub(" ", line.replace("…", "...")).replace("...", "…")
+    line = " ".join(line.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+_EXCEPTIONS = frozenset(n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException))
+_EXCEPTIONS |= {"OutOfMemoryError", "LinAlgError", "AcceleratorError"}  # torch's own
+_WHERE = re.compile(r"\((cell \d+)(?:, line \d+)?\)\s*$")
+
+
+def exception_summary(message: Any, labels: Any = ()) -> str:
+    """What the grader says about an exception raised by the student's code during official
+    grading: its type when it is a built-in or torch exception ("an exception of the notebook's
+    own class" otherwise) and the cell it came from when that is one of ``labels``. The
+    exception's text is never shown: the student's code chose it, and could have written the hidden
+    inputs into it. (The self-check, on public inputs, shows the full message.)"""
+    text = str(message).strip()
+    match = re.match(r"[A-Za-z_][A-Za-z0-9_.]*", text)
+    name = match.group(0).rsplit(".", 1)[-1] if match else ""
+    kind = name if name in _EXCEPTIONS else "an exception of the notebook's own class"
+    where = _WHERE.search(text.splitlines()[0] if text else "")
+    label = where.group(1) if where and where.group(1) in set(labels) else None
+    return f"{kind} ({label})" if label else kind

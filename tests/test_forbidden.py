@@ -1038,3 +1038,24 @@ def test_solution_notebooks_are_clean(exercise):
         pytest.skip(f"{notebook} not written yet")
     cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
     assert scan(cells, exercise, BY_NAME[exercise].forbidden) == []
+
+
+# -- re-executed copies: new function objects, the same code origin ---------------------------------
+
+REEXECUTED = {
+    "clip_grad runpy": ("clip_grad", "import runpy\nCOPY = runpy.run_module('torch.nn.utils.clip_grad')\n"
+                        "def clip_grad(params, theta):\n    return COPY['clip_grad_norm_'](params, theta)\n"),
+    "clip_grad exec of the file": ("clip_grad", "import torch.nn.utils.clip_grad as m\nNS = {'__name__': 'x'}\n"
+                                   "exec(compile(open(m.__file__).read(), m.__file__, 'exec'), NS)\n"
+                                   "def clip_grad(params, theta):\n    return NS['clip_grad_norm_'](params, theta)\n"),
+    "adam runpy class": ("adam_step", "import runpy\nA = runpy.run_module('torch.optim.adam')['Adam']\n"
+                         "def adam_step(params, states, lr, t, beta1=0.9, beta2=0.999, eps=1e-8):\n"
+                         "    A(params, lr=lr, betas=(beta1, beta2), eps=eps).step()\n"),
+}
+
+
+@pytest.mark.parametrize("exercise, code", list(REEXECUTED.values()), ids=list(REEXECUTED))
+def test_sentinels_see_re_executed_copies(exercise, code):
+    names, tampered, _ = run_recorded(exercise, code)
+    assert names, f"a re-executed copy went unseen:\n{code}"
+    assert all("sentinel" in note for note in tampered)  # re-running torch's module may rebind its sentinels

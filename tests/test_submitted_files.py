@@ -149,3 +149,16 @@ def test_static_scan_is_bounded(tmp_path: Path) -> None:
     assert [f.call for f in found] == [TOO_COMPLEX]
     deep = "def softmax(X):\n    return " + "+".join(["torch.softmax(X, -1)"] * 90) + "\n"
     assert [f.call for f in scan(["import torch\n" + deep], "softmax", registry.BY_NAME["softmax"].forbidden)]
+
+
+def test_the_whole_seed_reaches_the_generator() -> None:
+    import torch
+
+    from autograder.grading import rng
+
+    a, b = rng.generator(5, b"t"), rng.generator(5 + (1 << 40), b"t")  # manual_seed: the same stream
+    assert not torch.equal(torch.rand(8, generator=a), torch.rand(8, generator=b))
+    assert torch.equal(torch.rand(8, generator=rng.generator(5, b"t")), torch.rand(8, generator=rng.generator(5, b"t")))
+    assert not torch.equal(torch.rand(8, generator=rng.generator(5, b"t")), torch.rand(8, generator=rng.generator(5, b"u")))
+    state = rng.generator(1 << 61, b"").get_state()[24:24 + 8 * 624].view(torch.int64)
+    assert (state >> 32).eq(0).all() and state.unique().numel() > 600  # 624 independent 32-bit words

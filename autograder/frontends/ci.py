@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,14 +266,26 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str, s
             submission.outcome, submission.message = "not_run", "not graded: grading could not run"
         return
     engine = _engine()
+    from autograder import limits
+
+    # The job has a timeout of its own (grade-pr.yml): the whole pull request gets a budget well
+    # inside it, so that the report is always written, whatever the notebooks do.
+    deadline = time.monotonic() + limits.CI_SECONDS
     with tempfile.TemporaryDirectory(prefix="autograder-ci-") as scratch:
         for submission in pending:
             if report.failure:  # fail closed: nothing more is graded once grading cannot run
                 submission.outcome, submission.message = "not_run", "not graded: grading could not run"
                 continue
+            left = deadline - time.monotonic()
+            if left < 30:
+                submission.outcome = "not_run"
+                submission.message = (f"not graded: the pull request's notebooks used up the grading time budget "
+                                      f"({limits.CI_SECONDS:g} s); grade fewer notebooks per pull request")
+                continue
             copy = Path(scratch) / submission.assignment / registry.assignments()[submission.assignment][0].notebook
             try:
-                submission.result = _grade_one(engine, repo, changed[submission.path], copy, submission, device, seed)
+                submission.result = _grade_one(engine, repo, changed[submission.path], copy, submission, device, seed,
+                                               min(limits.SUBMISSION_SECONDS, left))
                 submission.outcome = "graded"
             except UnusableInput as error:
                 submission.outcome, submission.message = "unusable", _as_submitted(str(error), copy, submission.path)
@@ -288,14 +301,15 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str, s
 
 
 def _grade_one(engine: ModuleType, repo: Path, change: Change, copy: Path, submission: Submission,
-               device: str, seed: int | None = None) -> NotebookResult:
+               device: str, seed: int | None = None, budget_s: float | None = None) -> NotebookResult:
     from autograder.submission.notebook import MAX_NOTEBOOK_BYTES
 
     # The copy is named by the registry, never by the pull request: only its bytes are theirs.
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_bytes(read_blob(repo, change.blob, MAX_NOTEBOOK_BYTES))
     with contextlib.redirect_stdout(sys.stderr):  # stray prints must not corrupt a report on stdout
-        result = engine.grade_notebook(copy, device=device, sandbox=True, assignment=submission.assignment, seed=seed)
+        result = engine.grade_notebook(copy, device=device, sandbox=True, assignment=submission.assignment, seed=seed,
+                                       **({"budget_s": budget_s} if budget_s is not None else {}))
     result.notebook = submission.path
     return result
 

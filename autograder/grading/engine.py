@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import contextlib
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,10 +22,12 @@ import torch
 from autograder.submission import notebook as nbio
 from autograder import limits
 from autograder.course import registry
+from autograder.grading import rng
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.session import StudentError, StudentSession
 from autograder.errors import GraderError, SandboxUnavailable
 from autograder.grading import seeds
+from autograder.safeio import scrub
 from autograder.report.results import ExerciseResult, NotebookResult, TestResult, exercise_status
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
@@ -56,8 +57,7 @@ class _Collector:
 
     @pytest.fixture
     def rng(self, request: pytest.FixtureRequest) -> torch.Generator:
-        salt = zlib.crc32(request.node.nodeid.encode())
-        return torch.Generator().manual_seed((self.seed ^ salt) & ((1 << 63) - 1))
+        return rng.generator(self.seed, request.node.nodeid.encode())  # the full seed, the full state
 
     @pytest.fixture(name="device")
     def device_fixture(self) -> str:
@@ -145,11 +145,11 @@ def _runtime_findings(exercise: registry.Exercise, hits: Sequence[str]) -> list[
 
     out = []
     for hit in hits:
-        if hit.startswith("recorder tampering"):
-            out.append(hit)
+        if hit.startswith("recorder tampering"):  # the worker's text: scrubbed (no numbers, no reprs)
+            out.append("recorder tampering: " + scrub(hit.removeprefix("recorder tampering").lstrip(": ")))
             continue
-        try:
-            out.append(f"{forbidden.name_for(exercise, hit)} (seen while running it: {hit})")
+        try:  # named by the grader, never with the worker's text
+            out.append(f"{forbidden.name_for(exercise, hit)} (seen while running it)")
         except ValueError:
             continue  # forbidden for another exercise, allowed here
     return out
@@ -254,7 +254,8 @@ def _score(exercise: registry.Exercise, collector: _Collector, forbidden: list[s
 
 def grade_notebook(path: str | Path, *, device: str = "cpu",
                    sandbox: bool = True, assignment: str | None = None, seed: int | None = None,
-                   slot: int = 0, launcher: Any = None, run_suites: Any = None) -> NotebookResult:
+                   slot: int = 0, launcher: Any = None, run_suites: Any = None,
+                   budget_s: float | None = None) -> NotebookResult:
     """Authoritative grading of one submission (``sandbox=False`` gives an unofficial result).
 
     Batch grading (``autograder/frontends/batch``) passes ``launcher`` (a ``forkserver.Slot``: warm workers
@@ -281,7 +282,8 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         extracted.cells, sandboxed=sandbox, device=value_device,
         forbidden={e.name: _worker_spec(e) for e in exercises},
         sentinels=sorted({s for e in exercises for s in _sentinels(e)}), slot=lease.slot if lease else slot,
-        call_timeout=max(e.timeout_s for e in exercises), launcher=launcher if sandbox else None)
+        call_timeout=max(e.timeout_s for e in exercises), launcher=launcher if sandbox else None,
+        budget_s=budget_s)
     if seed is None:  # the same graded content always gets the same inputs (autograder/seeds.py)
         seed = seeds.derive_seed(assignment_id, [cell.source for cell in extracted.cells])
     collector = _Collector(session, seed, value_device, propagation)
@@ -303,6 +305,9 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         raise GraderError(f"grader error, not a grade (not your fault): {failures[0]}"
                           + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
     errors += [f"{session_note}" for session_note in session.skipped.values() if session_note not in errors]
+    if session.out_of_time:
+        errors.append(f"the submission used up its time budget of {session.budget_s:g} s (loading, restarts and "
+                      "calls together): the tests not run by then failed")
     results = []
     for exercise in exercises:
         hits = findings[exercise.name] + _runtime_findings(exercise, session.forbidden.get(exercise.name, []))

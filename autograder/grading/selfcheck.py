@@ -104,7 +104,8 @@ def check_notebook(path: str | Path, *, assignment: str | None = None) -> Notebo
 
     lease = lease_slot() if sandboxed else None  # a uid of its own, as for grading
     with lease or contextlib.nullcontext(), \
-            StudentSession(extracted.cells, sandboxed=sandboxed, slot=lease.slot if lease else 0) as session:
+            StudentSession(extracted.cells, sandboxed=sandboxed, slot=lease.slot if lease else 0,
+                           full_messages=True) as session:  # public inputs only: nothing hidden to leak
         try:
             session.start()
         except StudentError as exc:

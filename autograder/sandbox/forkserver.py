@@ -51,6 +51,25 @@ def _has_option(options: list[str], name: str, value: str) -> bool:
     return any(options[i] == name and options[i + 1] == value for i in range(len(options) - 1))
 
 
+def cpu_share(slot: int) -> list[str]:
+    """The command prefix that gives a slot's sandbox its CPU share: pinned to one CPU of those this
+    process may use (slot ``k`` on the ``k``-th, modulo their number; the seccomp filter keeps the
+    submission from moving off it) and niced, so that one submission's busy processes slow down
+    only the slots that share its CPU, never the graders. Empty where ``taskset`` is missing."""
+    import shutil
+
+    if shutil.which("taskset") is None or shutil.which("nice") is None:
+        return []
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except OSError:
+        return []
+    return ["taskset", "--cpu-list", str(cpus[slot % len(cpus)]), "nice", "-n", str(SANDBOX_NICE)]
+
+
+SANDBOX_NICE = 5
+
+
 class SlotError(RuntimeError):
     """The slot's sandbox could not be started or stopped answering (a grader-side failure)."""
 
@@ -130,7 +149,7 @@ class Slot:
         if self.device == "cuda" and visible is not None:  # the GPUs a scheduler (Ray) gave this slot
             extra = ["--setenv", "CUDA_VISIBLE_DEVICES", visible, *extra]
         cmd = [*cmd[:bwrap + 1], "--as-pid-1", *cmd[bwrap + 1:end], *extra, *cmd[end:python + 1], "-c", ZYGOTE_CODE]
-        return cmd, fds
+        return [*cpu_share(self.slot), *cmd], fds
 
     def start(self) -> None:
         """Start the sandbox without waiting for torch to be imported in it (see :meth:`ensure`)."""

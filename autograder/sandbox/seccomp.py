@@ -12,7 +12,11 @@ program is classic BPF, assembled here without libseccomp, for the machine's own
   ``unshare``, ``setns``, and ``clone`` with any ``CLONE_NEW*`` flag), the kernel keyring,
   ``io_uring``, ``userfaultfd``, file handles, and machine administration (reboot, swap, clock,
   quotas, ``acct``, ``syslog``) fail with ``EPERM``;
-- ``socket`` works for ``AF_UNIX`` only (``EAFNOSUPPORT`` for IP, netlink, packet, ...);
+- ``socket`` works for ``AF_UNIX`` only (``EAFNOSUPPORT`` for IP, netlink, packet, ...), and no
+  socket can be given a name (``bind``, ``listen``): socket pairs work, servers do not;
+- what could outlive a submission in the warm sandbox's namespaces, where the reset between
+  submissions could not find it or no size limit counts it: System V IPC (``shmget``, ...), POSIX
+  message queues (``mq_open``, ...), extended attributes (``setxattr``, ...) fail with ``EPERM``;
 - ``clone3`` fails with ``ENOSYS``, whose flags live in memory a filter cannot read: the C
   library then falls back to ``clone``, whose flags are checked above.
 
@@ -55,6 +59,15 @@ DENIED = (
     "userfaultfd", "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "fanotify_init",
     "reboot", "swapon", "swapoff", "acct", "syslog", "settimeofday", "clock_settime", "adjtimex", "quotactl",
     "vhangup", "iopl", "ioperm",
+    # State a submission could leave behind in the sandbox's namespaces for the next one, which no
+    # reset could list or no size limit counts: System V IPC, POSIX message queues, named (bound)
+    # Unix sockets, abstract ones included, and extended attributes (kernel memory on the tmpfs).
+    "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl",
+    "semget", "semop", "semtimedop", "semctl",
+    "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    "bind", "listen", "setxattr", "lsetxattr", "fsetxattr", "setxattrat",
+    # The batch grader pins each slot to a CPU of its own; a submission may not move off it.
+    "sched_setaffinity",
 )
 
 _X86_64 = {
@@ -68,6 +81,11 @@ _X86_64 = {
     "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163, "syslog": 103, "settimeofday": 164,
     "clock_settime": 227, "adjtimex": 159, "quotactl": 179, "vhangup": 153, "iopl": 172, "ioperm": 173,
     "socket": 41, "clone": 56, "clone3": 435,
+    "shmget": 29, "shmat": 30, "shmdt": 67, "shmctl": 31, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
+    "semget": 64, "semop": 65, "semtimedop": 220, "semctl": 66, "mq_open": 240, "mq_unlink": 241,
+    "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245,
+    "bind": 49, "listen": 50, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "setxattrat": 463,
+    "sched_setaffinity": 203,
 }
 _AARCH64 = {
     "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438, "kcmp": 272,
@@ -80,6 +98,11 @@ _AARCH64 = {
     "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89, "syslog": 116, "settimeofday": 170,
     "clock_settime": 112, "adjtimex": 171, "quotactl": 60, "vhangup": 58,
     "socket": 198, "clone": 220, "clone3": 435,
+    "shmget": 194, "shmat": 196, "shmdt": 197, "shmctl": 195, "msgget": 186, "msgsnd": 189, "msgrcv": 188,
+    "msgctl": 187, "semget": 190, "semop": 193, "semtimedop": 192, "semctl": 191, "mq_open": 180,
+    "mq_unlink": 181, "mq_timedsend": 182, "mq_timedreceive": 183, "mq_notify": 184, "mq_getsetattr": 185,
+    "bind": 200, "listen": 201, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "setxattrat": 463,
+    "sched_setaffinity": 122,
 }
 
 #: machine name -> (AUDIT_ARCH_* value, syscall numbers, whether x32 numbers must be refused)

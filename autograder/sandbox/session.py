@@ -60,6 +60,8 @@ from typing import Any, Literal, Sequence
 import torch
 
 from autograder.errors import GraderError
+from autograder import limits as bounds
+from autograder.safeio import exception_summary
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.worker import protocol
 
@@ -77,6 +79,17 @@ class StudentError(Exception):
         self.kind = kind
         self.message = message
         self.detail = detail  # the student's traceback (their own code only), for the report
+
+
+def _gradient_note(text: str) -> str:
+    """Why the worker could not take gradients, in the grader's words (the worker's are the student's)."""
+    if "not a tensor" in text:
+        return "the output is not a tensor, so no gradient can flow"
+    if "shape" in text:
+        return "the output has another shape than expected, so gradients cannot be taken"
+    if "require grad" in text:
+        return "the output does not require grad: the computation was detached from the inputs"
+    return "gradients could not be computed"
 
 
 @dataclass
@@ -191,8 +204,13 @@ class WorkerProcess:
         self.sandboxed = sandboxed
 
     def request(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
-                timeout: float) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Send one request and wait for its reply; raises StudentError on death or timeout."""
+                timeout: float, *, deadline: float | None = None,
+                cpu_left: float | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Send one request and wait for its reply; raises StudentError on death or timeout.
+
+        ``deadline`` (``time.monotonic()``) and ``cpu_left`` (CPU seconds) are what is left of the
+        submission's budgets: past either, the call is stopped like a timeout. The CPU seconds the
+        call used are left in ``self.last_cpu``."""
         if self.dead:
             raise StudentError("crashed", self.dead)
         header = {**header, "id": secrets.token_hex(8)}
@@ -202,7 +220,10 @@ class WorkerProcess:
             try:
                 protocol.write_frame(self.requests, header, tensors)
                 while True:  # skip anything that is not the reply to this request
-                    reply, reply_tensors = protocol.read_frame(self.replies)
+                    # Sizes checked (and charged to the submission) before a byte of data is read.
+                    reply, reply_tensors = protocol.read_frame(
+                        self.replies, max_header=bounds.MAX_REPLY_HEADER_BYTES, max_payload=bounds.MAX_REPLY_BYTES,
+                        budget=getattr(self, "budget", None))
                     if reply.get("id") == header["id"]:
                         box["reply"] = (reply, reply_tensors)
                         return
@@ -210,6 +231,7 @@ class WorkerProcess:
                 box["error"] = exc
 
         thread = threading.Thread(target=exchange, daemon=True)
+        self.last_cpu = 0.0
         started = time.monotonic()
         cpu_before, wait_before = self.usage()
         thread.start()
@@ -222,8 +244,13 @@ class WorkerProcess:
             cpu -= cpu_before
             waited -= wait_before
             wall = time.monotonic() - started
+            self.last_cpu = cpu
             if cpu > timeout:
                 self.kill(f"used more than {timeout:g} s of CPU time and was stopped")
+                thread.join(5)
+                raise StudentError("timeout", self.dead or "timed out")
+            if (deadline is not None and time.monotonic() > deadline) or (cpu_left is not None and cpu > cpu_left):
+                self.kill("stopped: the submission's time budget ran out")
                 thread.join(5)
                 raise StudentError("timeout", self.dead or "timed out")
             if wall > self.WALL_FACTOR * timeout + self.WALL_EXTRA_S:
@@ -314,8 +341,18 @@ class StudentSession:
     def __init__(self, cells: Sequence[Cell], *, sandboxed: bool = True, device: str = "cpu",
                  forbidden: dict[str, dict[str, list[str]]] | None = None, sentinels: Sequence[str] = (),
                  slot: int = 0, call_timeout: float = 10.0, load_timeout: float = 60.0,
-                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS, launcher: Any = None) -> None:
+                 limits: sandbox.Limits = sandbox.DEFAULT_LIMITS, launcher: Any = None,
+                 full_messages: bool = False, budget_s: float | None = None) -> None:
         self.cells = list(cells)
+        # One wall-clock budget for the whole submission: loading, restarts and every call. Once it
+        # is spent, nothing more runs and every later call fails with a clear message.
+        self.budget_s = float(budget_s if budget_s is not None else bounds.SUBMISSION_SECONDS)
+        self.deadline: float | None = None  # set when the first worker starts
+        self.cpu_budget_s = float(bounds.SUBMISSION_CPU_SECONDS)  # CPU of every process of the submission
+        self.cpu_used = 0.0
+        self.out_of_time = False
+        self.full_messages = full_messages  # True only for the self-check (public inputs)
+        self.reply_budget = protocol.Budget(bounds.MAX_SUBMISSION_REPLY_BYTES)  # all replies of the submission
         self.launcher = launcher  # where workers come from; None: a cold sandbox per worker
         self.sandboxed = sandboxed
         self.device = "cuda" if device == "cuda" else "cpu"
@@ -344,27 +381,59 @@ class StudentSession:
             self.worker.close()
             self.worker = None
 
+    def remaining(self) -> float:
+        """Seconds left of the submission's budget (the clock starts with the first worker)."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.budget_s
+        return self.deadline - time.monotonic()
+
+    def _spent(self) -> bool:
+        return self.remaining() <= 0 or self.cpu_used >= self.cpu_budget_s
+
+    def _out_of_time(self, what: str) -> StudentError:
+        self.out_of_time = True
+        return StudentError("timeout", f"{what}: the submission used up its time budget ({self.budget_s:g} s of wall "
+                                       f"clock, {self.cpu_budget_s:g} s of CPU)")
+
+    def _ask(self, worker: WorkerProcess, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
+             timeout: float) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """One request within what is left of the submission's budgets (wall clock and CPU)."""
+        self.remaining()  # starts the clock
+        try:
+            return worker.request(header, tensors, timeout, deadline=self.deadline,
+                                  cpu_left=max(0.0, self.cpu_budget_s - self.cpu_used))
+        finally:
+            self.cpu_used += float(getattr(worker, "last_cpu", 0.0) or 0.0)
+
     def start(self) -> None:
         """Start the worker and load the student's cells (idempotent while it is alive)."""
         while self.worker is None or self.worker.dead:
+            if self._spent():
+                raise self._out_of_time("not run")
             if self.restarts > self.MAX_RESTARTS:
                 raise StudentError("crashed", "the notebook's code crashed the worker too many times; gave up")
             self.restarts += 1
             worker = self._fresh_worker()
             self.worker = worker
+            worker.budget = self.reply_budget  # type: ignore[attr-defined]
             problems = []
             for index, cell in enumerate(self.cells):
                 if index in self.skipped:
                     continue
+                if self._spent():
+                    worker.kill("the submission's time budget is used up")
+                    raise self._out_of_time(f"{cell.label} and later cells not run")
                 try:
-                    reply, _ = worker.request({"op": "exec", "source": cell.source, "filename": f"<{cell.label}>"},
-                                              None, self.load_timeout)
+                    reply, _ = self._ask(worker, {"op": "exec", "source": cell.source, "filename": f"<{cell.label}>"},
+                                         None, self.load_timeout)
                 except StudentError as exc:
+                    if self._spent():
+                        raise self._out_of_time(f"{cell.label} and later cells not run") from None
                     self.skipped[index] = f"{cell.label}: {exc.message}; the cell was skipped"
                     break
                 if not reply.get("ok"):
                     error = reply.get("error") or {}
-                    problems.append(LoadProblem(cell.label, str(error.get("message", "failed"))[:400]))
+                    problems.append(LoadProblem(cell.label, self._student_text(error.get("message", "failed"))))
             else:
                 self.load_problems = problems
 
@@ -394,6 +463,14 @@ class StudentSession:
                 reason = f"{exc.message}" + (f" ({lines[-1].strip()[:200]})" if lines else "")
         raise GraderError(f"the sandboxed worker could not start after {self.START_ATTEMPTS} attempts: {reason}")
 
+    def _student_text(self, message: Any) -> str:
+        """An exception message of the student's code, as the report may show it: official grading
+        shows only its type and cell (the text could carry hidden inputs out); the self-check, on
+        public inputs, the message itself (scrubbed of control characters, one line)."""
+        if self.full_messages:
+            return " ".join(str(message).split())[:400]
+        return exception_summary(message, [c.label for c in self.cells])
+
     # ------------------------------------------------------------------------------ calls
     def _call(self, header: dict[str, Any], tensors: dict[str, torch.Tensor], timeout: float | None) -> Any:
         function = header["function"]
@@ -401,15 +478,22 @@ class StudentSession:
         if len(strikes) >= self.MAX_STRIKES:
             raise StudentError("crashed" if "timeout" not in strikes[-1] else "timeout",
                                f"not run again: {strikes[-1]}")
+        if self._spent():
+            raise self._out_of_time(f"`{function}` not called")
+        if self.reply_budget.left <= 0:
+            raise StudentError("protocol", f"`{function}` not called: the worker's replies exceeded "
+                               f"{self.reply_budget.total >> 20} MiB for this submission")
         self.start()
         assert self.worker is not None
         try:
             try:
-                reply, reply_tensors = self.worker.request(header, tensors, timeout or self.call_timeout)
+                reply, reply_tensors = self._ask(self.worker, header, tensors, timeout or self.call_timeout)
             except MachineBusy:  # once more on a fresh worker; a second time is a grader error
                 self.start()
-                reply, reply_tensors = self.worker.request(header, tensors, timeout or self.call_timeout)
+                reply, reply_tensors = self._ask(self.worker, header, tensors, timeout or self.call_timeout)
         except StudentError as exc:
+            if self._spent():
+                raise self._out_of_time(f"`{function}` stopped") from None
             self.strikes.setdefault(function, []).append(
                 ("timeout: " if exc.kind == "timeout" else "") + exc.message)
             raise StudentError(exc.kind, f"`{function}` {exc.message}") from None
@@ -417,7 +501,9 @@ class StudentSession:
             error = reply.get("error") if isinstance(reply, dict) else None
             error = error if isinstance(error, dict) else {}
             kind = error.get("kind") if error.get("kind") in ("exception", "not_implemented", "missing") else "exception"
-            raise StudentError(kind, str(error.get("message", "failed"))[:500], str(error.get("detail", ""))[:3000])
+            if kind == "missing":  # said by the grader, not in the worker's words
+                raise StudentError(kind, f"`{function}` is not defined in the notebook (or is not a function)")
+            raise StudentError(kind, self._student_text(error.get("message", "failed")))
         hits = reply.get("forbidden") or []
         if hits:
             known = self._forbidden.setdefault(function, [])
@@ -452,13 +538,16 @@ class StudentSession:
         for entry in value["calls"]:
             entry = entry if isinstance(entry, dict) else {}
             grads = entry.get("grads") if isinstance(entry.get("grads"), dict) else {}
+            if not all(g is None or type(g) is torch.Tensor for g in grads.values()):
+                raise StudentError("protocol", "the worker's reply was malformed (a gradient that is not a tensor)")
             calls.append(Call(output=entry.get("output"), grads=grads,
-                              grad_error=entry.get("grad_error") if isinstance(entry.get("grad_error"), str) else None))
+                              grad_error=_gradient_note(entry["grad_error"]) if isinstance(entry.get("grad_error"), str) else None))
         if len(calls) != max(1, repeat):
             raise StudentError("protocol", "the worker's reply was malformed")
         inputs_after = value.get("inputs_after") if isinstance(value.get("inputs_after"), dict) else {}
+        inputs_after = {k: v for k, v in inputs_after.items() if k in args and type(v) is torch.Tensor}
         facts = value.get("input_facts") if isinstance(value.get("input_facts"), dict) else {}
-        facts = {str(k): v for k, v in facts.items() if isinstance(v, dict)}
+        facts = {str(k): v for k, v in facts.items() if k in args and isinstance(v, dict)}
         return VJPResult(calls=calls, inputs_after=inputs_after, forbidden=list(self._forbidden.get(function, [])),
                          input_facts=facts)
 
@@ -468,10 +557,92 @@ class StudentSession:
         header = {"op": "call", "harness": harness, "function": function,
                   "args": {k: encoder(v) for k, v in args.items()}, "device": device or self.device}
         value = self._call(header, encoder.tensors, timeout)
-        if not isinstance(value, dict):
-            raise StudentError("protocol", "the worker's reply was malformed")
+        problem = "not a dict" if not isinstance(value, dict) else reply_problem(harness, value, args)
+        if problem:  # the student's process wrote it: a malformed reply fails this call, nothing else
+            raise StudentError("protocol", f"the worker's reply was malformed ({problem})")
         return value
 
     @property
     def forbidden(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self._forbidden.items()}
+
+
+# ------------------------------------------------------------------------------ reply schemas
+# What each harness's reply must look like before a suite sees it: the worker is the student's
+# process, so a reply may be of any shape. Lists must have exactly the lengths the request implies
+# (a short list must never make a suite's ``zip`` compare nothing), tensors must be plain tensors.
+# ``returned`` values are the student's return values and may be anything (the suites judge them).
+
+def _tensor(v: Any) -> bool:
+    return type(v) is torch.Tensor
+
+
+def _tensors(v: Any, n: int, none: bool = False) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_tensor(x) or (none and x is None) for x in v)
+
+
+def _bools(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(type(x) is bool for x in v)
+
+
+def _clip_grad_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    steps, n = len(args["steps"]), len(args["params"])
+    if not (isinstance(v.get("returned"), list) and len(v["returned"]) == steps):
+        return "returned"
+    if not (isinstance(v.get("grads"), list) and len(v["grads"]) == steps and all(_tensors(g, n, True) for g in v["grads"])):
+        return "grads"
+    if not _tensors(v.get("params_after"), n):
+        return "params_after"
+    if "same_grad_objects" in v and not _bools(v["same_grad_objects"], steps):
+        return "same_grad_objects"
+    return None
+
+
+def _adam_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    steps, n = len(args["steps"]), len(args["params"])
+    if not (isinstance(v.get("params"), list) and len(v["params"]) == steps and all(_tensors(p, n) for p in v["params"])):
+        return "params"
+    if not (isinstance(v.get("states"), list) and len(v["states"]) == n and all(_tensors(s, 2) for s in v["states"])):
+        return "states"
+    if not (isinstance(v.get("returned"), list) and len(v["returned"]) == steps):
+        return "returned"
+    for key in ("same_objects", "history_free", "grads_kept"):
+        if key in v and type(v[key]) is not bool:
+            return key
+    return None
+
+
+def _q_update_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    if "returned" not in v:
+        return "returned"
+    if not _tensor(v.get("Q_after")):
+        return "Q_after"
+    if "same_object" in v and type(v["same_object"]) is not bool:
+        return "same_object"
+    return None
+
+
+def _q_train_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    if not _tensor(v.get("Q")):
+        return "Q"
+    t = v.get("transitions")
+    most = int(args["episodes"]) * int(args["max_steps"])  # the grader's loop cannot make more
+    if not (_tensor(t) and t.dim() == 2 and t.shape[1] == 5 and t.shape[0] <= most):
+        return "transitions"
+    return None
+
+
+REPLY_SCHEMAS = {"clip_grad": _clip_grad_problem, "adam": _adam_problem, "q_update": _q_update_problem,
+                 "q_train": _q_train_problem}
+
+
+def reply_problem(harness: str, value: dict[str, Any], args: dict[str, Any]) -> str | None:
+    """None when a harness's decoded reply has the shape its suite relies on, else the first bad key.
+    Add a schema here with every new harness (lengths from the request, plain tensors, bools)."""
+    check = REPLY_SCHEMAS.get(harness)
+    if check is None:  # a harness without a schema yet: its suite checks every value it reads
+        return None
+    try:
+        return check(value, args)
+    except (KeyError, TypeError, ValueError):
+        return "unexpected structure"

@@ -172,6 +172,11 @@ class Recorder:
         self._labels: dict[int, str] = {}  # id(original routine) -> the sentinel path to report
         self._dispatch_depth = 0  # dispatch mode stack length with our mode on it
         self._installed: list[tuple[Any, str, Any, str]] = []  # (owner, attribute, wrapper, label)
+        # (file, first line, name) of each sentinel routine's own code -> label: a copy made by
+        # re-executing torch's source (runpy, exec of the file, a fresh import) or by rebuilding a
+        # function around its code object has new function objects but the same code origin.
+        self._codes: dict[tuple[str, int, str], str] = {}
+        self._profiler = self._profile  # one bound method: compared by identity
 
     # -- results ---------------------------------------------------------------------------------
 
@@ -211,6 +216,7 @@ class Recorder:
             else:
                 original = _original(obj)
                 self._labels.setdefault(id(original), path)
+                self._note_code(original, path)
                 functions[id(original)] = (original, _wrapper(original))
         targets = {id(obj): entry for entry in functions.values() for obj in entry}  # original or wrapper
         for module in [m for name, m in list(sys.modules.items()) if name.split(".")[0] == "torch"]:
@@ -237,10 +243,26 @@ class Recorder:
                 continue  # inherited: the base class's sentinel (if any) records it
             original = _original(current)
             self._labels.setdefault(id(original), label)
+            self._note_code(original, label)
             wrapper = _wrapper(original)
             if not _reaches(current, wrapper):
                 setattr(cls, member, wrapper)
             self._installed.append((cls, member, wrapper, f"{cls.__module__}.{cls.__qualname__}.{member}"))
+
+    def _note_code(self, routine: Any, label: str) -> None:
+        code = None
+        for link in _chain(routine):  # the innermost function: decorators' code is shared by many
+            code = getattr(link, "__code__", None) or code
+        if isinstance(code, types.CodeType):
+            self._codes.setdefault(_origin(code), label)
+
+    def _profile(self, frame: Any, event: str, arg: Any) -> None:
+        """sys.setprofile hook during a graded call: a call of any function whose code comes from a
+        sentinel routine's source (the routine itself, or a copy) is a hit."""
+        if event == "call":
+            label = self._codes.get(_origin(frame.f_code))
+            if label is not None:
+                self._hits.append(f"{label} ({SEEN_BY_SENTINEL})")
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -256,9 +278,16 @@ class Recorder:
         dispatch_mode.__enter__()
         self._dispatch_depth = torch._C._len_torch_dispatch_stack()
         _ACTIVE.append(self)
+        profiling = bool(self._codes)
+        if profiling:
+            sys.setprofile(self._profiler)
         try:
             yield self
         finally:
+            if profiling:
+                if sys.getprofile() is not self._profiler:
+                    self._tampered.append("the sentinels' profile hook was replaced (sys.setprofile)")
+                sys.setprofile(tracers[1])
             with contextlib.suppress(ValueError):
                 _ACTIVE.remove(self)
             functions_ok = _get_current_function_mode_stack() == [*before_functions, function_mode]
@@ -338,6 +367,10 @@ class Recorder:
                 self._hits.append(f"{name} ({SEEN_BY_DISPATCH})")
         except Exception:
             pass
+
+
+def _origin(code: Any) -> tuple[str, int, str]:
+    return (code.co_filename, code.co_firstlineno, code.co_name)
 
 
 def _aten_match(op: str, prefixes: tuple[str, ...]) -> str | None:
