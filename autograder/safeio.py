@@ -165,7 +165,8 @@ def scrub(text: Any, limit: int = STUDENT_TEXT_CHARS) -> str:
 
 
 _EXCEPTIONS = frozenset(n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException))
-_EXCEPTIONS |= {"OutOfMemoryError", "LinAlgError", "AcceleratorError"}  # torch's own
+_EXCEPTIONS |= {"OutOfMemoryError", "LinAlgError", "AcceleratorError",  # torch's own
+                "Skipped", "Failed", "Exit", "SkipTest"}  # pytest's and unittest's outcomes
 _WHERE = re.compile(r"\((cell \d+)(?:, line \d+)?\)\s*$")
 
 

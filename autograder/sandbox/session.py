@@ -433,7 +433,10 @@ class StudentSession:
                     break
                 if not reply.get("ok"):
                     error = reply.get("error") or {}
-                    problems.append(LoadProblem(cell.label, self._student_text(error.get("message", "failed"))))
+                    # Loading runs before any hidden input reaches this process (a restarted worker
+                    # starts from an empty /tmp and nothing else is writable or persists), so the
+                    # student's own message is shown, on one line.
+                    problems.append(LoadProblem(cell.label, " ".join(str(error.get("message", "failed")).split())[:400]))
             else:
                 self.load_problems = problems
 

@@ -139,8 +139,11 @@ def test_leaves_small(student, rng, device, exercise):
     params = _params(rng)
     steps = [[normal(rng, *p.shape, scale=GRAD_SCALE) for p in params]]
     theta = _global_norm(steps[0]) * number(rng, *NO_CLIP_RATIO)
+    # leaving small gradients alone is only worth points from a clip_grad that clips large ones
+    steps.append(_scaled_grads(rng, params, theta / number(rng, *CLIP_RATIO)))
     result = _run(student, params, steps, theta, device)
     _expect_step(result, steps, theta, 0, device, exercise, HINT_SMALL)
+    _expect_step(result, steps, theta, 1, device, exercise, HINT_CLIP)
 
 
 def test_returns_norm(student, rng, device, exercise):
@@ -151,6 +154,7 @@ def test_returns_norm(student, rng, device, exercise):
     result = _run(student, params, steps, theta, device)
     for step in range(len(steps)):
         _expect_norm(result, steps, theta, step, exercise)
+    _expect_step(result, steps, theta, 0, device, exercise, HINT_CLIP)  # the norm of a clip_grad that clips
 
 
 def test_skips_none(student, rng, device, exercise):

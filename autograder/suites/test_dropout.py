@@ -85,6 +85,13 @@ def test_drop_rate(student, rng, device, exercise):
                         "(torch.rand_like(X) or torch.rand(X.shape, device=X.device)), not one per row or column")
 
 
+def _require_dropping(dropped: torch.Tensor, p: float, quantity: str) -> None:
+    """A test that reads the mask off the output's zeros must first see dropout happen: an output
+    with no (or too few) zeros is not a dropout, whatever else it gets right (e.g. X / (1 - p))."""
+    eps = hoeffding_epsilon(dropped.numel(), FAILURE_PROBABILITY)
+    _rate_check(float(dropped.double().mean()), p, eps, f"{quantity}: fraction of elements set to 0", HINT_RATE)
+
+
 def _expected_survivors(X: torch.Tensor, dropped: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(dropped, 0.0, X / (1 - p))
 
@@ -98,6 +105,7 @@ def test_rescaling(student, rng, device, exercise):
         output = expect_like(result.output, shape=SHAPE, dtype=dtype, device=device, quantity=quantity)
         dropped = _dropped(output)
         expect(not bool(dropped.all()), f"{quantity}: every element is 0 with drop_prob={p}", hint=HINT_RATE)
+        _require_dropping(dropped, p, quantity)
         X64 = X.to(FLOAT64)
         mistakes = {
             "the kept elements not rescaled (X * mask): " + HINT_RESCALE: lambda: torch.where(dropped, 0.0, X64),
@@ -121,6 +129,7 @@ def test_gradient_mask(student, rng, device, exercise):
         output = expect_like(call.output, shape=SHAPE, dtype=FLOAT64, device=device,
                              quantity=f"output of call {index} with drop_prob={p}")
         dropped = _dropped(output)
+        _require_dropping(dropped, p, f"output of call {index} with drop_prob={p}")
         grad = call.grads.get("X")
         if type(grad) is torch.Tensor and tuple(grad.shape) == SHAPE and grad.device.type != "meta":
             differ = int(((grad.detach().cpu() == 0) != dropped).sum())
@@ -162,6 +171,7 @@ def test_edge_probabilities(student, rng, device, exercise):
         expect_close(result.output, torch.zeros_like(X).to(device), quantity=f"output for {dtype_text(dtype)} X "
                      "with drop_prob=1", exercise=exercise, hint=HINT_EDGE_ONE if has_nonfinite(result.output) else
                      "with drop_prob = 1 every element is dropped: the output is all zeros")
+    seen_dropped = 0
     for shape in ODD_SHAPES:
         X = away_from_zero(rng, *shape)
         result = student.vjp(EXERCISE, {"X": X, "drop_prob": ODD_PROB}, device=device)
@@ -169,8 +179,12 @@ def test_edge_probabilities(student, rng, device, exercise):
         output = expect_like(result.output, shape=shape, dtype=FLOAT64, device=device, quantity=quantity,
                              hint="the output has X's shape")
         expected = _expected_survivors(X, _dropped(output), ODD_PROB)
+        seen_dropped += int(_dropped(output).sum())
         expect_close(output, expected.to(device), quantity=quantity, exercise=exercise,
                      hint="every element is either 0 or X / (1 - drop_prob)")
+    # a correct dropout keeps all of these 26 elements with probability 2^-26
+    expect(seen_dropped > 0, f"no element was dropped in any of the odd shapes with drop_prob={ODD_PROB}",
+           hint=HINT_RATE)
 
 
 def test_invalid_p(student, rng, device, exercise):
@@ -200,6 +214,7 @@ def test_device(student, rng, device, propagation_devices, exercise):
             quantity = f"output for {dtype_text(dtype)} X on {where} with drop_prob={p}"
             output = expect_like(result.output, shape=SHAPE, dtype=dtype, device=where, quantity=quantity)
             if where != "meta":
+                _require_dropping(_dropped(output), p, quantity)
                 expected = _expected_survivors(X.to(FLOAT64), _dropped(output), p).to(where, dtype)
                 expect_close(output, expected, quantity=quantity, exercise=exercise,
                              hint="every element is either 0 or X / (1 - drop_prob)")

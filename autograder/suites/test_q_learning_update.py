@@ -172,6 +172,7 @@ def test_only_entry_changes(student, rng, device, exercise):
         others[s, a] = args["Q"][s, a]  # everything but Q[s, a] must be exactly as before
         expect_equal(others, args["Q"], quantity=f"Q without the entry Q[s, a], after {_describe(args)}",
                      hint=HINT_ONLY)
+        _expect_table(result, args, device, exercise, HINT_UPDATE)  # and the entry itself updated right
 
 
 def test_in_place(student, rng, device, exercise):
@@ -180,9 +181,8 @@ def test_in_place(student, rng, device, exercise):
     expect(result["same_object"] is True, "Q's storage was replaced during the update", hint=HINT_IN_PLACE)
     after = expect_like(result["Q_after"], shape=(N_STATES, N_ACTIONS), dtype=FLOAT64, device=device,
                         quantity=f"Q after {_describe(args)}")
-    s, a = args["s"], args["a"]
-    expect(bool(after[s, a].cpu() != args["Q"][s, a]), "Q[s, a] is unchanged after the call: Q was not updated in place",
-           hint=HINT_IN_PLACE)
+    expect_like(after, shape=(N_STATES, N_ACTIONS), dtype=FLOAT64, device=device, quantity=f"Q after {_describe(args)}")
+    _expect_table(result, args, device, exercise, HINT_IN_PLACE)  # in place, and the right update
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -67,6 +67,7 @@ class Expect:
     notebook_error: bool = False
     tamper: Callable[[Notebook], None] | None = None
     host_paths_absent: tuple[str, ...] = ()  # relative to the notebook's folder, or absolute
+    absent: tuple[str, ...] = ()  # strings no report and no grader output may contain (leaks)
     note: str = ""
 
 
@@ -133,23 +134,26 @@ EXPECTED: dict[str, Expect] = {
     # --- forging the verdict --------------------------------------------------------------------
     "forge_assert_close": Expect("softmax"),
     "forge_pytest_internals": Expect("softmax"),
-    "pytest_skip_in_function": Expect("softmax", evidence=("Skipped",)),
+    "pytest_skip_in_function": Expect("softmax", evidence=("Skip",)),
     "pytest_skip_top_level": Expect("softmax", notebook_error=True, evidence=("Skipped",)),
     "sys_exit_in_function": Expect("softmax", evidence=("SystemExit",)),
     "os_exit_in_function": Expect("softmax", evidence=("exited with status 0",)),
     "exit_at_top_level": Expect("softmax", notebook_error=True, evidence=("SystemExit", "was skipped")),
     "fake_results_on_stdout": Expect("softmax"),
     "forged_reply_frames": Expect("softmax", evidence=("malformed",)),
-    "write_results_files": Expect("softmax", evidence=("RESULTS:",),
+    "write_results_files": Expect("softmax", evidence=("RuntimeError",),
                                   host_paths_absent=("results.json", "../results.json", "/autograder/results/results.json")),
     # --- lying outputs --------------------------------------------------------------------------
     "tensor_subclass_torch_function": Expect("softmax", evidence=("subclass of torch.Tensor",)),
-    "eq_always_true": Expect("softmax", evidence=("EqualsEverything",)),
+    "eq_always_true": Expect("softmax", evidence=("does not accept",)),
     "nan_and_inf": Expect("softmax"),
     "broadcastable_scalar": Expect("softmax", evidence=("expected (6, 9)",)),
     "wrong_dtype_and_device": Expect("softmax", evidence=("dtype float16", "on device meta")),
-    "unpickling_payload": Expect("softmax", evidence=("builtins.bytes",), host_paths_absent=("/tmp/unpickled_by_grader",)),
-    "oversized_reply": Expect("softmax", evidence=("exceeds the cap",)),
+    "unpickling_payload": Expect("softmax", evidence=("does not accept",), host_paths_absent=("/tmp/unpickled_by_grader",)),
+    "oversized_reply": Expect("softmax", evidence=("too large to send back",)),
+    "zero_stride_reply": Expect("softmax", evidence=("too large to send back",)),
+    "malformed_reply_frames": Expect("clip_grad", assignment="04_rnn", evidence=("malformed",)),
+    "parse_bomb": Expect("softmax", notebook_error=True, evidence=("nested more than",)),
     # --- reading secrets ------------------------------------------------------------------------
     "walk_filesystem": Expect("softmax", notebook_error=True, evidence=("LOOT: nothing found",)),
     "environment_and_proc": Expect("softmax", notebook_error=True, evidence=("LOOT: nothing found",)),
@@ -159,15 +163,18 @@ EXPECTED: dict[str, Expect] = {
     "write_outside_sandbox": Expect("softmax", notebook_error=True, evidence=("WROTE: nothing; TMP: capped",),
                                     host_paths_absent=("pwned_by_student.txt",)),
     "kill_parent_and_everyone": Expect("softmax"),
-    "fork_flood": Expect("softmax", evidence=("FORKED",)),
-    "memory_bomb": Expect("softmax", evidence=("BOMB: capped",)),
+    "fork_flood": Expect("softmax", evidence=("RuntimeError",)),
+    "memory_bomb": Expect("softmax", evidence=("RuntimeError",)),
     "cpu_loop": Expect("softmax", evidence=("did not finish within",)),
     "ignore_signals_and_sleep": Expect("softmax", evidence=("did not finish within",)),
     "sleep_at_load": Expect("softmax", notebook_error=True, evidence=("did not finish within",)),
     "output_flood": Expect("softmax"),
-    "read_stdin": Expect("softmax", evidence=("STDIN: empty",)),
+    "read_stdin": Expect("softmax", evidence=("RuntimeError",)),
     "background_processes": Expect("softmax", notebook_error=True, evidence=("DAEMON: started",)),
     "forbidden_syscalls": Expect("softmax", notebook_error=True, evidence=("ESCAPE: all denied",)),
+    "slot_state_left_behind": Expect("softmax", notebook_error=True, evidence=("LEFT: blocked shm,mqueue,bind,xattr",)),
+    # --- hidden inputs leaking out ------------------------------------------------------------
+    "hidden_input_leak": Expect("softmax", absent=("HIDDENLEAK",)),
     # --- tampering with the notebook ------------------------------------------------------------
     "edited_test_cell": Expect("softmax", tamper=tamper_test_cell),
     "deleted_test_cells": Expect("softmax", tamper=delete_test_cells),
@@ -181,6 +188,7 @@ EXPECTED: dict[str, Expect] = {
     "forbidden_aten": Expect("softmax", "forbidden"),
     "forbidden_recorders_disabled": Expect("softmax", "forbidden"),
     "forbidden_evasion_in_process": Expect("softmax", "forbidden"),
+    "forbidden_runpy_copy": Expect("clip_grad", "forbidden", assignment="04_rnn"),
     "reseed_rng_in_dropout": Expect("dropout", "fails", assignment="02_mlp", failing=("test_fresh_masks",)),
     "hard_coded_public_cases": Expect("softmax"),
 }

@@ -61,7 +61,8 @@ KNOWN_DEVIATIONS = {
 #: Seconds an attack is expected to take beyond an ordinary grading (to balance the queues).
 COST = {"sleep_at_load": 80, "cpu_loop": 45, "ignore_signals_and_sleep": 45, "os_exit_in_function": 20,
         "kill_parent_and_everyone": 20, "oversized_reply": 20, "memory_bomb": 15, "fork_flood": 12,
-        "walk_filesystem": 12, "output_flood": 12, "exit_at_top_level": 12}
+        "walk_filesystem": 12, "output_flood": 12, "exit_at_top_level": 12, "malformed_reply_frames": 45,
+        "zero_stride_reply": 10, "slot_state_left_behind": 8}
 
 
 @dataclass
@@ -289,6 +290,8 @@ def test_attack(batch: Batch, name: str):
     said = _everything_said(graded)
     for evidence in expect.evidence:
         assert evidence in said, f"expected {evidence!r} in the report (did the attack run?)"
+    for leak in expect.absent:
+        assert leak not in said, f"{leak!r} reached a report or the grader's output (a channel out)"
     if expect.notebook_error:
         assert graded.result["errors"], "the notebook-level problem must be reported"
     for path in expect.host_paths_absent:
@@ -316,10 +319,14 @@ def test_attack(batch: Batch, name: str):
         if target["status"] == "forbidden":
             assert target["score"] == 0
         else:
-            baseline = _exercises(batch.graded["baseline_wrong_answer"])[expect.target]
-            gained = _passed_tests(target) - _passed_tests(baseline)
-            assert not gained, f"the attack passed {sorted(gained)}, which a wrong answer does not"
-            assert target["score"] <= baseline["score"]
+            baselines = _exercises(batch.graded["baseline_wrong_answer"])
+            if expect.target not in baselines:  # no honest wrong answer of that exercise: nothing at all
+                assert target["score"] == 0, target
+            else:
+                baseline = baselines[expect.target]
+                gained = _passed_tests(target) - _passed_tests(baseline)
+                assert not gained, f"the attack passed {sorted(gained)}, which a wrong answer does not"
+                assert target["score"] <= baseline["score"]
     if name in KNOWN_DEVIATIONS:
         if deviations:
             pytest.xfail(f"{KNOWN_DEVIATIONS[name]} ({'; '.join(deviations)})")
