@@ -591,7 +591,9 @@ except Exception:
     network = "unreachable"
 
 def {name}({signature}):
-    raise RuntimeError(f"LEAK[{{leak}}] HIDDEN[{{hidden}}] NET[{{network}}]")
+    raise RuntimeError("HIDDENLEAK " + repr(locals()))  # a call's text never reaches the report
+
+raise RuntimeError(f"LEAK[{{leak}}] HIDDEN[{{hidden}}] NET[{{network}}]")  # loading's does
 '''
 
 
@@ -624,5 +626,6 @@ def test_real_grading_malicious_notebook(tmp_path: Path, gradable: list[str]) ->
     assert SECRET not in text and SECRET not in done.stdout + done.stderr
     # The code ran (its exception is the feedback), without the secret, the suites or the network.
     assert "LEAK[no-secret]" in text and "HIDDEN[unreadable]" in text and "NET[unreachable]" in text
+    assert "HIDDENLEAK" not in text  # the hidden inputs a call received
     assert not canary.exists()
     assert [c["path"] for c in report["other_changes"]] == ["autograder/grading/engine.py"]

@@ -47,6 +47,8 @@ class Limits:
     open_files: int = 256
     tmp_bytes: int = 64 << 20  # the private /tmp (the only writable folder but /dev/shm)
     shm_bytes: int = 16 << 20  # the private /dev/shm
+    tmp_inodes: int = 8192  # files and folders in /tmp (root only: bubblewrap cannot set it)
+    shm_inodes: int = 1024
 
 
 DEFAULT_LIMITS = Limits()
@@ -182,16 +184,21 @@ def seccomp_fd() -> int | None:
 
 
 def bwrap_command(binds: list[tuple[str, str]], device: str, limits: Limits,
-                  seccomp_fd: int | None = None) -> list[str]:
-    """The bubblewrap invocation, given (source, destination) read-only binds."""
+                  seccomp_fd: int | None = None, scratch: tuple[str, str] | None = None) -> list[str]:
+    """The bubblewrap invocation, given (source, destination) read-only binds. ``scratch``: the
+    (tmp, shm) file systems prepared by root with an inode limit, bound as the private /tmp and
+    /dev/shm; without it, bubblewrap makes them (a size limit only)."""
     cmd = [bwrap_path(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
            "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
     for key, value in _env(device).items():
         cmd += ["--setenv", key, value]
     # The private /tmp and /dev first, the read-only binds after: a course (and its .venv) checked
     # out under /tmp is then bound on top of the private /tmp instead of being hidden by it.
-    cmd += ["--proc", "/proc", "--dev", "/dev", *_device_binds(device),
-            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", *_device_binds(device)]
+    if scratch is not None:
+        cmd += ["--bind", scratch[0], "/tmp", "--bind", scratch[1], "/dev/shm"]
+    else:
+        cmd += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm"]
     cmd += _system_binds()
     for source, dest in binds:
         cmd += ["--ro-bind", source, dest]
@@ -238,12 +245,19 @@ def _sandboxed(device: str, slot: int, limits: Limits, seccomp_fd: int | None = 
     script.append(f"mount -t tmpfs -o size=64k,mode=755 agstage {STAGING}")
     for i, (source, target) in enumerate(zip(all_sources, staged)):
         script += [f'mkdir {target}', f'mount --bind "${i + 1}" {target}', f"mount -o remount,bind,ro {target}"]
+    # The private /tmp and /dev/shm, made here because only root can bound their inodes (each inode
+    # and extended attribute is kernel memory that the size limit does not count).
+    scratch = (f"{STAGING}/tmp", f"{STAGING}/shm")
+    for target, size, inodes in ((scratch[0], limits.tmp_bytes, limits.tmp_inodes),
+                                 (scratch[1], limits.shm_bytes, limits.shm_inodes)):
+        script += [f"mkdir {target}",
+                   f"mount -t tmpfs -o size={size},nr_inodes={inodes},mode=1777,nosuid,nodev agscratch {target}"]
     script.append(f'shift {len(all_sources)}; cd /; exec env -i "$@"')  # nothing of the shell reaches PID 1
     drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
             "--bounding-set=-all", "--"]
     return ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-ec", "; ".join(script), "sh", *all_sources, *drop,
-            *bwrap_command(binds, device, limits, seccomp_fd)]
+            *bwrap_command(binds, device, limits, seccomp_fd, scratch)]
 
 
 CGROUP_ROOT = "/sys/fs/cgroup"

@@ -92,7 +92,7 @@ class SlotGrader:
                 sandbox_cpu = self.slot.sandbox_cpu  # from here: this submission's
                 result = grade_notebook(path, device=task.get("device", self.device), assignment=task.get("assignment"),
                                         seed=task["seed"], slot=self.slot_number, launcher=self.slot,
-                                        run_suites=self.suites)
+                                        run_suites=self.suites, budget_s=task.get("budget_s"))
                 out.update(status="graded", result=result.to_json(), seed=result.seed)
             except UnusableInput as exc:
                 out.update(status="unusable", message=str(exc).replace(str(path), path.name))
