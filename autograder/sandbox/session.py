@@ -61,7 +61,7 @@ import torch
 
 from autograder.errors import GraderError
 from autograder import limits as bounds
-from autograder.safeio import exception_summary
+from autograder.safeio import exception_summary, scrub
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.worker import protocol
 
@@ -506,7 +506,12 @@ class StudentSession:
             kind = error.get("kind") if error.get("kind") in ("exception", "not_implemented", "missing") else "exception"
             if kind == "missing":  # said by the grader, not in the worker's words
                 raise StudentError(kind, f"`{function}` is not defined in the notebook (or is not a function)")
-            raise StudentError(kind, self._student_text(error.get("message", "failed")))
+            message = error.get("message", "failed")
+            if header.get("device") == "meta" and not self.full_messages:
+                # data-less inputs: no hidden value to carry, and the suites read why a meta run was
+                # inconclusive ("cannot be called on meta tensors"); numbers and quotes still go
+                raise StudentError(kind, scrub(message))
+            raise StudentError(kind, self._student_text(message))
         hits = reply.get("forbidden") or []
         if hits:
             known = self._forbidden.setdefault(function, [])
