@@ -81,6 +81,15 @@ class StudentError(Exception):
         self.detail = detail  # the student's traceback (their own code only), for the report
 
 
+def _plain_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """A tensor's facts as the worker reported them, typed; the autograd node's name is the
+    student's to choose (a custom Function), so only whether there is one is kept."""
+    writes = facts.get("writes")
+    return {"writes": writes if type(writes) is int and writes >= 0 else 0,
+            "grad_fn": None if facts.get("grad_fn") is None else "an autograd node",
+            "requires_grad": facts.get("requires_grad") is True}
+
+
 def _gradient_note(text: str) -> str:
     """Why the worker could not take gradients, in the grader's words (the worker's are the student's)."""
     if "not a tensor" in text:
@@ -555,7 +564,7 @@ class StudentSession:
         inputs_after = value.get("inputs_after") if isinstance(value.get("inputs_after"), dict) else {}
         inputs_after = {k: v for k, v in inputs_after.items() if k in args and type(v) is torch.Tensor}
         facts = value.get("input_facts") if isinstance(value.get("input_facts"), dict) else {}
-        facts = {str(k): v for k, v in facts.items() if k in args and isinstance(v, dict)}
+        facts = {str(k): _plain_facts(v) for k, v in facts.items() if k in args and isinstance(v, dict)}
         return VJPResult(calls=calls, inputs_after=inputs_after, forbidden=list(self._forbidden.get(function, [])),
                          input_facts=facts)
 
