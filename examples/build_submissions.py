@@ -141,6 +141,40 @@ CODE = {
                 V = V_new
             return V_new, (R + gamma * (P @ V_new)).argmax(dim=1)
         """,
+    "conv2d/padding_one_side": """
+        def conv2d(X, K, b=None, stride=1, padding=0):
+            X = torch.nn.functional.pad(X, (padding, 0, padding, 0))  # left and top only
+            c_out, c_in, kh, kw = K.shape
+            h_out, w_out = (X.shape[2] - kh) // stride + 1, (X.shape[3] - kw) // stride + 1
+            Y = X.new_zeros((X.shape[0], c_out, h_out, w_out))
+            for i in range(h_out):
+                for j in range(w_out):
+                    window = X[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+                    Y[:, :, i, j] = torch.einsum("ncab,ocab->no", window, K)
+            return Y if b is None else Y + b.reshape(1, -1, 1, 1)
+        """,
+    "pool2d": """
+        def pool2d(X, kernel_size, stride=None, padding=0, mode="max"):
+            stride = kernel_size if stride is None else stride
+            X = torch.nn.functional.pad(X, (padding,) * 4, value=-math.inf if mode == "max" else 0.0)
+            windows = X.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)
+            return windows.amax(dim=(-2, -1)) if mode == "max" else windows.mean(dim=(-2, -1))
+        """,
+    "batch_norm/rebound_statistics": """
+        def batch_norm(X, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+            dims = (0,) if X.dim() == 2 else (0, 2, 3)
+            shape = (1, -1) + (1,) * (X.dim() - 2)
+            if training:
+                mean, var = X.mean(dim=dims), X.var(dim=dims, unbiased=False)
+                m = X.numel() // X.shape[1]
+                # d2l returns the new statistics; here nobody receives them
+                running_mean = (1 - momentum) * running_mean + momentum * mean.detach()
+                running_var = (1 - momentum) * running_var + momentum * var.detach() * m / (m - 1)
+            else:
+                mean, var = running_mean, running_var
+            X_hat = (X - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
+            return gamma.reshape(shape) * X_hat + beta.reshape(shape)
+        """,
 }
 
 # (student folder, assignment, {exercise: code key}); exercises left out keep the released stub.
@@ -160,6 +194,8 @@ STUDENTS = [
      {"layer_norm": "layer_norm", "multi_head_attention": "multi_head_attention/scaled_by_d_model"}),
     ("kai_sarsa_bootstraps_from_max", "15_planning",
      {"sarsa_update": "sarsa_update/max_bootstrap", "value_iteration": "value_iteration"}),
+    ("lea_one_sided_padding", "08_conv_layers", {"conv2d": "conv2d/padding_one_side", "pool2d": "pool2d"}),
+    ("max_rebound_statistics", "09_batch_norm", {"batch_norm": "batch_norm/rebound_statistics"}),
 ]
 
 

@@ -22,8 +22,9 @@ CHANNELS_SHAPE = (2, 5, 2, 6, 7, 3, 3)
 #: (stride, padding) pairs of the stride/padding test, on a (2, 2, 9, 10) input and a 3x3 kernel.
 STRIDE_PADDING = ((2, 0), (1, 1), (2, 1), (3, 2), (2, 3))
 STRIDE_PADDING_SHAPE = (2, 2, 3, 9, 10, 3, 3)
-#: The gradient tests use a stride and padding, so that every part of the computation is in the path.
-GRADIENT_STRIDE, GRADIENT_PADDING = 2, 1
+#: The gradient, device and no-mutation tests use stride 1 and no padding, so that a slip in the
+#: stride or the padding costs only the tests about those (stride/padding and edge cases).
+PLAIN_STRIDE, PLAIN_PADDING = 1, 0
 #: (what, (n, c_in, c_out, h, w, kh, kw), stride, padding, bias) of the edge-case test.
 EDGE_CASES = (
     ("a stride larger than the kernel", (2, 2, 3, 9, 10, 2, 2), 3, 0, True),
@@ -120,7 +121,7 @@ def test_channels(student, rng, device, exercise):
 
 
 def _gradient_test(student, rng, device, exercise, name):
-    args = _inputs(rng, SHAPE, GRADIENT_STRIDE, GRADIENT_PADDING)
+    args = _inputs(rng, SHAPE, PLAIN_STRIDE, PLAIN_PADDING)
     upstream = normal(rng, *_out_shape(args))
     result = student.vjp(EXERCISE, args, grad_wrt=["X", "K", "b"], upstream=upstream, device=device)
     _expect_output(result, args, device, FLOAT64, exercise, f"output for {_describe(args)}")
@@ -161,7 +162,7 @@ def test_edge_cases(student, rng, device, exercise):
 def test_device(student, rng, device, propagation_devices, exercise):
     for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
-            args = _inputs(rng, SHAPE, 2, 1)
+            args = _inputs(rng, SHAPE, PLAIN_STRIDE, PLAIN_PADDING)
             args = {k: (v.to(dtype) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
             result = vjp_on(student, EXERCISE, args, where)
             if result is None:
@@ -175,7 +176,7 @@ def test_device(student, rng, device, propagation_devices, exercise):
 
 
 def test_no_mutation(student, rng, device, exercise):
-    args = _inputs(rng, SHAPE, 2, 2)
+    args = _inputs(rng, SHAPE, PLAIN_STRIDE, PLAIN_PADDING)
     upstream = normal(rng, *_out_shape(args))
     result = student.vjp(EXERCISE, args, grad_wrt=["X", "K", "b"], upstream=upstream, device=device)
     _expect_output(result, args, device, FLOAT64, exercise, f"output for {_describe(args)}")
