@@ -38,6 +38,8 @@ FLOAT32_TOL = 1e-4
 STOP_SLACK = 2.0
 #: An action is optimal when its Q* is within this of the best (float64; float32: FLOAT32_TIE_TOL).
 TIE_TOL, FLOAT32_TIE_TOL = 1e-6, 1e-3
+#: How much worse than the optimum the myopic policy must be somewhere in a random MDP.
+MYOPIC_GAP = 0.1
 #: The stopping test: gamma so close to 1 that a fixed few hundred or thousand sweeps fall short.
 SLOW_GAMMA = 0.99
 #: FrozenLake: the slippery 4x4 map, and random deterministic 8x8 maps, both at gamma = GAMMA.
@@ -55,10 +57,18 @@ HINT_STOPPING = ("keep sweeping until the largest change max_s |V_new(s) - V(s)|
 HINT_NO_MUTATION = "do not modify P or R in place: compute new tensors"
 
 
-def _random_mdp(rng, S=N_STATES, A=N_ACTIONS) -> tuple[torch.Tensor, torch.Tensor]:
-    P = uniform(rng, 0.0, 1.0, S, A, S) ** 3  # a few likely next states, many unlikely ones
-    P = P / P.sum(dim=-1, keepdim=True)
-    return P, normal(rng, S, A)
+def _random_mdp(rng, S=N_STATES, A=N_ACTIONS, gamma=GAMMA) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random MDP in which looking ahead matters: drawn again until the myopic policy R.argmax
+    falls short of the optimum by more than MYOPIC_GAP in some state (so that a policy read off R,
+    or off values that stopped too early, fails every time, whatever the seed)."""
+    while True:
+        P = uniform(rng, 0.0, 1.0, S, A, S) ** 3  # a few likely next states, many unlikely ones
+        P = P / P.sum(dim=-1, keepdim=True)
+        R = normal(rng, S, A)
+        _, Q_star = _optimal(P, R, gamma)
+        myopic = Q_star.gather(1, R.argmax(dim=1, keepdim=True)).squeeze(1)
+        if float((Q_star.amax(dim=1) - myopic).max()) > MYOPIC_GAP:
+            return P, R
 
 
 def _optimal(P, R, gamma) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,7 +180,7 @@ def test_values(student, rng, device, exercise):
 
 def test_policy(student, rng, device, exercise):
     for gamma in (GAMMA, 0.5):
-        P, R = _random_mdp(rng)
+        P, R = _random_mdp(rng, gamma=gamma)
         result = _call(student, P, R, gamma, None, device)
         V, policy = _unpack(result.output, "output")
         _expect_policy(policy, P, R, gamma, device,
@@ -199,8 +209,11 @@ def _tied_mdp(rng, S=7, A=4) -> tuple[torch.Tensor, torch.Tensor]:
 def test_ties(student, rng, device, exercise):
     for _ in range(3):
         P, R = _tied_mdp(rng)
+        while torch.equal(R.argmax(dim=1), reference_value_iteration(P, R, 0.5)[1]):
+            P, R = _tied_mdp(rng)  # looking ahead must matter here too
         result = _call(student, P, R, 0.5, None, device)
-        _, policy = _unpack(result.output, "output")
+        V, policy = _unpack(result.output, "output")
+        _expect_values(V, P, R, 0.5, 1e-8, device, FLOAT64, "V of an MDP with tied actions", exercise)
         _, expected = reference_value_iteration(P, R, 0.5)
         _, Q_star = _optimal(P, R, 0.5)
         best = Q_star == Q_star.amax(dim=1, keepdim=True)  # exact: every value here is a dyadic rational
@@ -213,7 +226,7 @@ def test_ties(student, rng, device, exercise):
 
 
 def test_stopping(student, rng, device, exercise):
-    P, R = _random_mdp(rng, 4, 2)
+    P, R = _random_mdp(rng, 4, 2, SLOW_GAMMA)
     R = R.abs() + 1.0  # values near 100 / (1 - gamma): a few hundred sweeps leave them far off
     result = _call(student, P, R, SLOW_GAMMA, None, device)
     V, _ = _unpack(result.output, "output")
