@@ -59,8 +59,35 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
-# export: nbgrader's CSV columns plus one column per exercise.
+# export: nbgrader's CSV columns plus a status column and one column per exercise.
 c.ExportApp.plugin_class = PLUGIN + "ExerciseCsvExportPlugin"
+
+
+# autograde: before nbgrader reads a submission, a renamed notebook or one that is not a notebook is
+# recorded in the gradebook as unusable, with the reason (nbgrader alone would skip it, or fail).
+# (Imported when called, and nbgrader catches a failing hook: it cannot break this file.)
+def _record_ungradable(assignment=None, student=None, notebooks=()):
+    plugin = __import__("importlib").import_module(PLUGIN.rstrip("."))
+    plugin.check_submissions(c.CourseDirectory.db_url, notebooks)
+
+
+c.Autograde.pre_convert_hook = _record_ungradable
+
+# autograde: submissions graded before the points, hidden suites or reference changed are stale;
+# their autograded copies are removed (with a warning naming each) so that nbgrader grades them again.
+if os.path.basename(sys.argv[0]) == "nbgrader" and sys.argv[1:2] == ["autograde"]:
+    try:
+        stale = __import__("importlib").import_module("autograder.frontends.stale")
+        stale.invalidate_autograded(__import__("pathlib").Path(COURSE_ROOT),
+                                    lambda line: print(f"[AutogradeApp | WARNING] {line}", file=sys.stderr))
+    except Exception as error:  # noqa: BLE001 - a broken check must not make nbgrader drop this file
+        print(f"[AutogradeApp | WARNING] stale grades not checked: {type(error).__name__}: {error}", file=sys.stderr)
+
+# Late policy (off by default): a per-day penalty with a cap, applied alike by `nbgrader autograde`
+# and `grade-batch --gradebook` from each submission's timestamp.txt and the assignment's due date.
+# c.AssignLatePenalties.plugin_class = PLUGIN + "PerDayLatePenalty"
+# c.PerDayLatePenalty.per_day = 0.1   # fraction of the score taken per day (or part of a day) late
+# c.PerDayLatePenalty.cap = 0.5       # never more than this fraction of the score
 
 # Grading options (uncomment to change):
 # c.GradeWithEngine.device = "cuda"   # the device the hidden tests run on (default: "cpu")

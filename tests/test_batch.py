@@ -115,7 +115,7 @@ def test_class_report_plots_distributions_ranks_failures_and_escapes(tmp_path: P
         {"key": f"{hostile}/x.ipynb", "status": "unusable", "message": hostile, "result": None},
     ]
     page = class_report.render(records)
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page  # the page's own script is its sorting
     assert page.count('src="data:image/png;base64,') == 2  # the total and softmax
     assert "test_gradient" in page and "2 / 3" in page  # failed twice out of three attempts
     assert "2× " in page  # the two messages differ only by numbers: folded into one
@@ -469,33 +469,3 @@ def test_ray_executor_grades_the_same_batch(tmp_path: Path) -> None:
     for key in by_local:
         assert by_ray[key]["result"] == by_local[key]["result"], key
     assert {r["slot"] for r in by_ray.values()} <= {SLOT, SLOT + 1}
-
-
-@pytest.mark.slow
-def test_scores_go_to_the_nbgrader_gradebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _sandbox()
-    from nbgrader.api import Gradebook
-
-    monkeypatch.setenv("PATH", f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")  # nbgrader runs alembic
-
-    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
-    with Gradebook(url) as gb:
-        gb.add_assignment("01_linear_models")
-        gb.add_notebook("linear_models", "01_linear_models")
-        for name in ("softmax", "cross_entropy"):
-            gb.add_grade_cell(f"test_{name}", "linear_models", "01_linear_models", max_score=10, cell_type="code")
-    root = tmp_path / "course"
-    wrong = _correct()
-    [cell] = [c for c in wrong["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "softmax"]
-    cell["source"] = "def softmax(X):\n    return X\n"
-    _write(root, "alice", _correct())
-    _write(root, "bob", wrong)
-    done = _batch(str(root), "--report", str(tmp_path / "report"), "--gradebook", url, "--workers", "2",
-                  "--first-slot", str(SLOT))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "gradebook: 2 submissions written" in done.stdout
-    with Gradebook(url) as gb:
-        got = {(s, c): gb.find_grade(f"test_{c}", "linear_models", "01_linear_models", s).score
-               for s in ("alice", "bob") for c in ("softmax", "cross_entropy")}
-    assert got[("alice", "softmax")] == 10 and got[("alice", "cross_entropy")] == 10
-    assert got[("bob", "cross_entropy")] == 10 and got[("bob", "softmax")] < 10

@@ -20,6 +20,14 @@ usual commands keep working while no student code ever runs in an nbgrader kerne
   conversion's ``resources`` (never read back from anything the student could have written), with
   partial credit.
 
+Statuses that are not an ordinary score (``autograder/report/flags.py``: forbidden, timed out,
+grader error, for review, unusable) reach the gradebook: the reason as the solution cell's comment,
+the test cell marked for manual grading, the notebook flagged; an unusable notebook gets no score at
+all. ``check_submissions`` (``Autograde.pre_convert_hook``) records renamed and unreadable notebooks
+before nbgrader skips or fails on them, with the message ``grade`` and ``grade-batch`` give.
+:func:`apply_result` is the part of grading that ``grade-batch --gradebook`` reuses with a recorded
+result, and :class:`PerDayLatePenalty` the course's optional late policy.
+
 ``nbgrader generate_feedback`` runs :class:`HideHiddenTests` before nbgrader's ``GetGrades`` so
 that feedback never shows hidden-test source, even for notebooks autograded by stock nbgrader.
 
@@ -41,14 +49,17 @@ from typing import Any, Iterable
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat import v4 as nbf
 from nbformat.notebooknode import NotebookNode, from_dict
-from traitlets import Enum, Integer, Unicode
+from traitlets import Enum, Float, Integer, Unicode
 
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.plugins import ExportPlugin
+from nbgrader.plugins import ExportPlugin, LateSubmissionPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 
 from autograder.course import registry
+from autograder.errors import UnusableInput
+from autograder.report import flags as flagging
+from autograder.frontends import stale
 from autograder.safeio import no_links_below
 from autograder.safeio import row as safe_row
 from autograder.report.common import clip, points, visible
@@ -278,38 +289,23 @@ class GradeWithEngine(NbGraderPreprocessor):
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
         info = resources["nbgrader"]
         problem = submitted_problem(self, resources)
-        if problem:  # the sanitize pass already emptied it; say why the score is 0
+        if problem:  # the sanitize pass already emptied it; say why it has no score
             nb.cells = [c for c in nb.cells if c.cell_type != "code" or utils.is_grade(c)]
-        result = self.grade(nb, info["assignment"], info["notebook"])
+        try:
+            result = self.grade(nb, info["assignment"], info["notebook"])
+        except Exception as error:
+            # No score is recorded (a previous one stays), but the gradebook says why.
+            status = "unusable" if isinstance(error, UnusableInput) else "error"
+            message = str(error) if isinstance(error, (UnusableInput, GradingRefused)) else f"{type(error).__name__}: {error}"
+            try:
+                record_flags(info["db_url"], info["assignment"], str(info["student"]), info["notebook"],
+                             flagging.for_failure(status, message), unscored=status == "unusable")
+            except Exception as failure:  # noqa: BLE001 - the grading error is the one to report
+                self.log.warning("Could not record the failure in the gradebook: %s: %s", type(failure).__name__, failure)
+            raise
         if problem:
             result.errors.insert(0, problem)
-        data = result.to_json()
-        by_cell = {registry.TEST_PREFIX + e["name"]: e for e in data["exercises"]}
-        resources[RESULTS_KEY] = {
-            "result": data,
-            "scores": {cell: {"score": float(e["score"]), "max_score": float(e["max_score"])}
-                       for cell, e in by_cell.items()},
-        }
-        nb.metadata[RESULTS_KEY] = from_dict({"result": data})
-        for cell in nb.cells:
-            if cell.cell_type != "code" or not utils.is_grade(cell):
-                continue
-            grade_id = _grade_id(cell) or ""
-            cell.source = strip_hidden_tests(cell.source)
-            exercise = by_cell.get(grade_id)
-            cell.execution_count = None
-            if exercise is None:
-                self.log.warning("Cell '%s' covers no exercise of the engine; it needs manual grading", grade_id)
-                cell.outputs = [nbf.new_output("stream", name="stdout", text=NOT_GRADED.format(grade_id=grade_id) + "\n")]
-                continue
-            score = cell_score(exercise["score"], exercise["max_score"], float(cell.metadata.nbgrader["points"]))
-            # The execute_result carries the score the way nbgrader's partial credit reads it, so
-            # even nbgrader's stock SaveAutoGrades would record the engine's score.
-            cell.outputs = [
-                nbf.new_output("stream", name="stdout", text=feedback_text(exercise, data["errors"])),
-                nbf.new_output("execute_result", data={"text/plain": points(score)}, execution_count=None),
-            ]
-        return nb, resources
+        return apply_result(nb, resources, result, unusable=problem, log=self.log)
 
     def grade(self, nb: NotebookNode, assignment: str, notebook_id: str):
         """The engine's :class:`~autograder.report.results.NotebookResult` for this (sanitized) notebook."""
@@ -340,6 +336,121 @@ class GradeWithEngine(NbGraderPreprocessor):
         return result
 
 
+def apply_result(nb: NotebookNode, resources: ResourcesDict, result: Any, *, unusable: str | None = None,
+                 log: Any = None) -> tuple[NotebookNode, ResourcesDict]:
+    """Put the engine's ``result`` into the (sanitized) notebook and the conversion's resources:
+    feedback as each test cell's output (hidden tests stripped), the full result, the digests the
+    grade depends on (:mod:`~autograder.frontends.stale`) and the flags in the metadata."""
+    info = resources["nbgrader"]
+    data = result.to_json()
+    by_cell = {registry.TEST_PREFIX + e["name"]: e for e in data["exercises"]}
+    found = flagging.for_failure("unusable", unusable) if unusable else flagging.from_result(data)
+    resources[RESULTS_KEY] = {
+        "result": data,
+        "scores": {cell: {"score": float(e["score"]), "max_score": float(e["max_score"])}
+                   for cell, e in by_cell.items()},
+        "flags": [vars(f) for f in found],
+        "unscored": bool(unusable),
+    }
+    nb.metadata[RESULTS_KEY] = from_dict({"result": data, stale.METADATA_KEY: stale.parts(info["assignment"]),
+                                          "flags": [f.comment() for f in found]})
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not utils.is_grade(cell):
+            continue
+        grade_id = _grade_id(cell) or ""
+        cell.source = strip_hidden_tests(cell.source)
+        exercise = by_cell.get(grade_id)
+        cell.execution_count = None
+        if exercise is None:
+            if log is not None:
+                log.warning("Cell '%s' covers no exercise of the engine; it needs manual grading", grade_id)
+            cell.outputs = [nbf.new_output("stream", name="stdout", text=NOT_GRADED.format(grade_id=grade_id) + "\n")]
+            continue
+        score = cell_score(exercise["score"], exercise["max_score"], float(cell.metadata.nbgrader["points"]))
+        # The execute_result carries the score the way nbgrader's partial credit reads it, so
+        # even nbgrader's stock SaveAutoGrades would record the engine's score.
+        cell.outputs = [
+            nbf.new_output("stream", name="stdout", text=feedback_text(exercise, data["errors"])),
+            nbf.new_output("execute_result", data={"text/plain": points(score)}, execution_count=None),
+        ]
+    return nb, resources
+
+
+# ------------------------------------------------------------------------ flags in the gradebook
+def _comment_lines(found: list[flagging.Flag], exercise: str, first: bool) -> list[str]:
+    return [f.comment() for f in found if f.exercise == exercise or (f.exercise is None and first)]
+
+
+def record_flags(db_url: str, assignment: str, student: str, notebook: str, found: list[flagging.Flag], *,
+                 unscored: bool, timestamp: Any = None) -> None:
+    """Record a submission that could not be graded: created if missing (with ``timestamp``), each
+    test cell marked for manual grading (its automatic score removed when ``unscored``: an
+    unreadable notebook never reads as a real 0), the reasons as comments, the notebook flagged."""
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(student)
+        if timestamp is not None:
+            gb.update_or_create_submission(assignment, student, timestamp=timestamp)
+        else:
+            gb.update_or_create_submission(assignment, student)
+        submitted = gb.find_submission_notebook(notebook, assignment, student)
+        for grade in submitted.grades:
+            if unscored:
+                grade.auto_score = None
+            grade.needs_manual_grade = True
+        order = [e.name for e in registry.assignments().get(assignment, [])]
+        comments = sorted(submitted.comments, key=lambda c: order.index(c.name) if c.name in order else len(order))
+        for index, comment in enumerate(comments):
+            lines = _comment_lines(found, comment.name, index == 0)
+            kept = [line for line in (comment.auto_comment or "").split("\n")
+                    if line and not line.startswith(flagging.COMMENT_PREFIX)]
+            comment.auto_comment = "\n".join(kept + lines) or None
+        submitted.flagged = True
+        gb.db.commit()
+
+
+def live_db_url(default: str) -> str:
+    """The gradebook of the running ``nbgrader`` command (command-line overrides included)."""
+    try:
+        from nbgrader.apps.nbgraderapp import NbGraderApp
+
+        if NbGraderApp.initialized():
+            return str(NbGraderApp.instance().subapp.coursedir.db_url)
+    except Exception:  # noqa: BLE001 - not under the nbgrader command: the configured value
+        pass
+    return default
+
+
+def check_submissions(db_url: str, notebooks: Iterable[str], log: Any = None) -> None:
+    """``Autograde.pre_convert_hook``: before nbgrader reads a submission, record in the gradebook
+    the ones it cannot grade, with the same message as ``grade`` and ``grade-batch``: a renamed
+    notebook (nbgrader would skip it as unknown and grade nothing) or one that is not a notebook."""
+    from autograder.submission import notebook as nbio
+
+    db_url = live_db_url(db_url)
+    paths = [Path(n) for n in notebooks]
+    for path in paths:
+        if len(path.parts) < 4:
+            continue
+        student, assignment = path.parent.parent.name, path.parent.name
+        exercises = registry.assignments().get(assignment)
+        if not exercises:
+            continue
+        expected = exercises[0].notebook
+        problem = nbio.renamed(path.name, assignment)
+        if problem and any(p.name == expected for p in paths):
+            continue  # the released notebook is there too: that one is graded, nbgrader skips this one
+        if problem is None:
+            try:
+                nbio.load(path)
+            except UnusableInput as error:
+                problem = str(error).replace(str(path), path.name)  # as grade-batch words it
+        if problem:
+            if log is not None:
+                log.error("Not gradable: %s", problem)
+            record_flags(db_url, assignment, student, Path(expected).stem, flagging.for_failure("unusable", problem),
+                         unscored=True)
+
+
 class SaveEngineGrades(SaveAutoGrades):
     """nbgrader's ``SaveAutoGrades``, with code grade cells scored by the engine.
 
@@ -355,8 +466,16 @@ class SaveEngineGrades(SaveAutoGrades):
         if not isinstance(engine, dict) or "scores" not in engine:
             raise GradingRefused("SaveEngineGrades needs GradeWithEngine earlier in Autograde.autograde_preprocessors")
         self._engine_scores: dict[str, dict[str, float]] = engine["scores"]
+        self._flags = [flagging.Flag(**f) for f in engine.get("flags", [])]
+        self._unscored = bool(engine.get("unscored"))
+        order = [e.name for e in registry.assignments().get(resources["nbgrader"]["assignment"], [])]
+        self._first = order[0] if order else None
         self._seen: set[str] = set()
         nb, resources = super().preprocess(nb, resources)
+        with Gradebook(self.db_url) as gb:
+            submitted = gb.find_submission_notebook(self.notebook_id, self.assignment_id, self.student_id)
+            submitted.flagged = bool(self._flags)
+            gb.db.commit()
         missing = [name for name in self._engine_scores if name not in self._seen]
         if missing:  # RestoreCellMetadata puts deleted test cells back; this is only a safety net
             with Gradebook(self.db_url) as gb:
@@ -371,15 +490,26 @@ class SaveEngineGrades(SaveAutoGrades):
     def _store(self, grade_id: str) -> None:
         grade = self.gradebook.find_grade(grade_id, self.notebook_id, self.assignment_id, self.student_id)
         entry = self._engine_scores.get(grade_id)
-        if entry is None:
+        if entry is None or self._unscored:
             grade.auto_score = None
         else:
             grade.auto_score = cell_score(entry["score"], entry["max_score"], float(grade.max_score))
             if entry["max_score"] != float(grade.max_score):
                 self.log.warning("Cell '%s' is worth %s points in the gradebook but %s in the registry; "
                                  "the engine's score was scaled", grade_id, grade.max_score, entry["max_score"])
-        grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+        exercise = exercise_for_cell(grade_id)
+        flagged = any(f.exercise == exercise or (f.exercise is None and exercise == self._first) for f in self._flags)
+        grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None or flagged
         self.gradebook.db.commit()
+
+    def _add_comment(self, cell: NotebookNode, resources: ResourcesDict) -> None:
+        super()._add_comment(cell, resources)  # nbgrader's "No response." for an untouched answer
+        grade_id = cell.metadata["nbgrader"]["grade_id"]
+        lines = _comment_lines(self._flags, grade_id, grade_id == self._first)
+        if lines:
+            comment = self.gradebook.find_comment(grade_id, self.notebook_id, self.assignment_id, self.student_id)
+            comment.auto_comment = "\n".join(([comment.auto_comment] if comment.auto_comment else []) + lines)
+            self.gradebook.db.commit()
 
     def _add_score(self, cell: NotebookNode, resources: ResourcesDict) -> None:
         if cell.cell_type != "code":
@@ -408,6 +538,37 @@ class HideHiddenTests(NbGraderPreprocessor):
         return cell, resources
 
 
+# ---------------------------------------------------------------------------- late policy
+class PerDayLatePenalty(LateSubmissionPlugin):
+    """A late policy: ``per_day`` of the notebook's score for each day (or part of one) after the
+    due date, at most ``cap`` of it. Off unless the course configures it (``nbgrader_config.py``)::
+
+        c.AssignLatePenalties.plugin_class = "autograder.frontends.nbgrader_plugin.PerDayLatePenalty"
+        c.PerDayLatePenalty.per_day = 0.1   # 10 % of the score per day late
+        c.PerDayLatePenalty.cap = 0.5       # never more than half of it
+
+    ``nbgrader autograde`` and ``grade-batch --gradebook`` apply it alike: both run nbgrader's
+    ``AssignLatePenalties`` with this configuration, from the submission's ``timestamp.txt`` and the
+    assignment's due date.
+    """
+
+    per_day = Float(0.1, help="Fraction of the score taken per day (or part of a day) late.").tag(config=True)
+    cap = Float(0.5, help="Largest fraction of the score taken, however late.").tag(config=True)
+
+    def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float | None:
+        if total_seconds_late <= 0 or score <= 0:
+            return None
+        days = -(-float(total_seconds_late) // 86400)  # a started day counts
+        fraction = min(max(self.cap, 0.0), max(self.per_day, 0.0) * days, 1.0)
+        return round(float(score) * fraction, 6)
+
+
+def late_penalty(score: float, seconds_late: float, per_day: float, cap: float) -> float:
+    """:class:`PerDayLatePenalty`'s rule, for reports that do not go through nbgrader."""
+    plugin = PerDayLatePenalty(per_day=per_day, cap=cap)
+    return plugin.late_submission_penalty("", score, seconds_late) or 0.0
+
+
 # --------------------------------------------------------------------------------- export
 def column_name(grade_id: str) -> str:
     """CSV column of a grade cell: its exercise's name, or its grade id for other grade cells."""
@@ -423,7 +584,10 @@ class ExerciseCsvExportPlugin(ExportPlugin):
     exported assignments, named after the exercise it covers (``softmax``, ``clip_grad``...), in
     the registry's order. A cell holds that student's score as the gradebook has it (a manual
     score from formgrader replaces the automatic one); it is empty for another assignment's
-    exercises, and 0 when nothing was submitted. Written with ``csv`` (quoted where needed).
+    exercises and for a submission with no score, and 0 when nothing was submitted. A ``status``
+    column (after ``max_score``) says what the numbers mean: ``graded``, ``not submitted``, the flags
+    read back from the gradebook's comments (``forbidden: softmax``, ``unusable``...), ``needs manual
+    grading``, plus ``late (N days)``. Written with ``csv`` (quoted where needed).
     """
 
     def export(self, gradebook: Gradebook) -> None:
@@ -444,7 +608,7 @@ class ExerciseCsvExportPlugin(ExportPlugin):
                     columns.append(column_name(grade_id))
 
         keys = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
-                "raw_score", "late_submission_penalty", "score", "max_score"]
+                "raw_score", "late_submission_penalty", "score", "max_score", "status"]
         clash = [c for c in columns if c in keys]
         if clash:
             columns = [f"exercise:{c}" if c in keys else c for c in columns]
@@ -458,7 +622,8 @@ class ExerciseCsvExportPlugin(ExportPlugin):
                     row = self._row(gradebook, assignment, student)
                     per_cell = self._cells(gradebook, assignment, student, cells[assignment.name], row is None)
                     if row is None:
-                        row = {"timestamp": "", "raw_score": 0.0, "late_submission_penalty": 0.0, "score": 0.0}
+                        row = {"timestamp": "", "raw_score": 0.0, "late_submission_penalty": 0.0, "score": 0.0,
+                               "status": "not submitted"}
                     row.update(assignment=assignment.name, duedate=assignment.duedate, student_id=student.id,
                                last_name=student.last_name, first_name=student.first_name, email=student.email,
                                max_score=assignment.max_score)
@@ -475,8 +640,28 @@ class ExerciseCsvExportPlugin(ExportPlugin):
         except MissingEntry:
             return None
         penalty = submission.late_submission_penalty
-        return {"timestamp": submission.timestamp, "raw_score": submission.score,
-                "late_submission_penalty": penalty, "score": max(0.0, submission.score - penalty)}
+        row = {"timestamp": submission.timestamp, "raw_score": submission.score,
+               "late_submission_penalty": penalty, "score": max(0.0, submission.score - penalty)}
+        pairs = [pair for notebook in submission.notebooks for comment in notebook.comments
+                 for pair in flagging.parse(comment.auto_comment)]
+        grades = [grade for notebook in submission.notebooks for grade in notebook.grades]
+        unscored = bool(grades) and all(g.auto_score is None and g.manual_score is None for g in grades)
+        status = flagging.summary(pairs)
+        if not status:
+            if unscored:
+                status = "not graded (see the autograde log)"
+            elif any(g.needs_manual_grade for g in grades):
+                status = "needs manual grading"
+            elif any(n.flagged for n in submission.notebooks):
+                status = "flagged"
+            else:
+                status = "graded"
+        if submission.total_seconds_late > 0:
+            status += f"; late ({submission.total_seconds_late / 86400:.1f} days)"
+        if unscored:  # nothing was scored: no number that would read as a real 0
+            row.update(raw_score="", score="")
+        row["status"] = status
+        return row
 
     @staticmethod
     def _cells(gradebook: Gradebook, assignment: Any, student: Any, cells: list[tuple[str, str]],
@@ -491,7 +676,8 @@ class ExerciseCsvExportPlugin(ExportPlugin):
             except MissingEntry:
                 out[column_name(grade_id)] = 0.0
                 continue
-            out[column_name(grade_id)] = grade.score
+            unscored = grade.auto_score is None and grade.manual_score is None
+            out[column_name(grade_id)] = "" if unscored else grade.score
         return out
 
 
@@ -500,6 +686,7 @@ __all__ = [
     "GradeWithEngine",
     "GradingRefused",
     "HideHiddenTests",
+    "PerDayLatePenalty",
     "RestoreCellMetadata",
     "SaveEngineGrades",
     "feedback_text",

@@ -96,7 +96,7 @@ def _check_exercise(session: StudentSession, exercise: registry.Exercise) -> Exe
 def check_notebook(path: str | Path, *, assignment: str | None = None) -> NotebookResult:
     started = time.monotonic()
     nb = nbio.load(path)
-    assignment_id, exercises = nbio.identify(nb, path, assignment)
+    assignment_id, exercises = nbio.identify(nb, path, assignment, allow_renamed=True)
     extracted = nbio.extract(nb, nbio.trusted_notebook(assignment_id))
     errors = list(extracted.problems)
     sandboxed = sandbox.unavailable_reason() is None

@@ -40,9 +40,22 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def read_all(report: Path) -> dict[str, dict[str, Any]]:
+    """Every record in the report folder, by key (unreadable files skipped)."""
+    out: dict[str, dict[str, Any]] = {}
+    folder = report / RECORDS
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.is_symlink():
+            continue
+        record = read_record(path)
+        if record is not None and isinstance(record.get("key"), str):
+            out[record["key"]] = {**record, "_file": path.name}  # the class report links to it
+    return out
+
+
 def write_record(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {**record, "graded_at": record.get("graded_at") or
+    record = {**{k: v for k, v in record.items() if k != "_file"}, "graded_at": record.get("graded_at") or
               datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

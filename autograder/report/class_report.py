@@ -1,10 +1,14 @@
 """The class report: one self-contained HTML page over a batch's results.
 
-Per assignment: how many submissions, and the total's distribution; per exercise: a histogram of
-scores (matplotlib, embedded as a base64 PNG), mean, median, full and zero marks, and how many
-ended in each status; then the hidden tests that failed most often, each with its most frequent
-messages (numbers folded so that the same mistake on different random inputs counts once), and the
-submissions that could not be graded. Everything that comes from a submission is HTML-escaped.
+Built from every record in the report folder (a run on some submissions updates their rows and
+keeps the others). Per assignment: the students' table (name, total, each exercise's score, status
+flags, lateness; sortable by any column, each row linking to its JSON record), the distribution of
+the totals and of each exercise's scores (matplotlib histograms, embedded as PNG), mean, median,
+full and zero marks and statuses. Then who needs a look, by name: forbidden calls, tampering noted
+for review, time-outs, grader errors and unusable submissions, each with the reason; and the hidden
+tests that fail most often, with their most frequent messages (numbers folded so that the same
+mistake on different random inputs counts once; a hang or crash of an exercise counts once, not
+once per test it took down). Everything that comes from a submission is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import registry
+from autograder.report import flags as flagging
 from autograder.report.results import STATUSES
 
 TOP_TESTS = 15
@@ -32,6 +37,27 @@ td, th { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical
 th { background: #f3f3f3; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
 figcaption { font-size: .9em; color: #555; } pre { white-space: pre-wrap; margin: 0; font-size: .85em; }
+th.sort { cursor: pointer; } th.sort:after { content: " \\2195"; color: #999; } .flag { color: #a33; }
+"""
+#: Click a header to sort its table by that column (numbers numerically); no external script.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, column) {
+    th.classList.add("sort");
+    th.addEventListener("click", function () {
+      var rows = Array.from(table.querySelectorAll("tr")).slice(1);
+      var up = th.dataset.order !== "up"; th.dataset.order = up ? "up" : "down";
+      rows.sort(function (a, b) {
+        var x = a.children[column].dataset.v || a.children[column].textContent;
+        var y = b.children[column].dataset.v || b.children[column].textContent;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        return up ? c : -c;
+      });
+      rows.forEach(function (row) { table.appendChild(row); });
+    });
+  });
+});
 """
 
 
@@ -56,7 +82,6 @@ def _histogram(scores: list[float], max_score: float, title: str) -> str:
     else:
         edges = [top * k / 20 for k in range(21)]
     axes.hist(scores, bins=edges, color="#4a7ab5", edgecolor="white")
-    axes.set_title(title, fontsize=10)
     axes.set_xlabel("points")
     axes.set_ylabel("submissions")
     axes.yaxis.get_major_locator().set_params(integer=True)
@@ -78,12 +103,95 @@ def _fold(message: str) -> str:
     return _NUMBER.sub("#", first)[:300]
 
 
+def _who(record: dict[str, Any]) -> str:
+    return str(record.get("student") or record.get("key", "?"))
+
+
+def _link(record: dict[str, Any], text: str) -> str:
+    target = record.get("_file")
+    return f'<a href="submissions/{_esc(target)}">{_esc(text)}</a>' if target else _esc(text)
+
+
+def _flags(record: dict[str, Any]) -> list[flagging.Flag]:
+    if record.get("status") == "graded" and record.get("result"):
+        return flagging.from_result(record["result"])
+    return flagging.for_failure(str(record.get("status")), str(record.get("message", "")))
+
+
+def _late(record: dict[str, Any]) -> tuple[str, float]:
+    late = record.get("late") or {}
+    seconds = float(late.get("seconds") or 0)
+    if seconds <= 0:
+        return "", 0.0
+    penalty = late.get("penalty")
+    return f"{seconds / 86400:.1f} days" + (f" (−{_points(penalty)})" if penalty else ""), seconds
+
+
+def _students_table(assignment: str, group: list[dict[str, Any]]) -> str:
+    names = [e.name for e in registry.assignments().get(assignment, [])]
+    for record in group:
+        for exercise in (record.get("result") or {}).get("exercises", []):
+            if exercise["name"] not in names:
+                names.append(exercise["name"])
+    head = "".join(f"<th>{_esc(n)}</th>" for n in ["student", "total", *names, "status", "late"])
+    rows = []
+    for record in sorted(group, key=_who):
+        result = record.get("result") if record.get("status") == "graded" else None
+        scores = {e["name"]: e for e in (result or {}).get("exercises", [])}
+        cells = [f"<td>{_link(record, _who(record))}</td>"]
+        if result:
+            cells.append(f'<td class=n data-v="{result["score"]}">{_points(result["score"])} / {_points(result["max_score"])}</td>')
+        else:
+            cells.append('<td class=n data-v="-1">—</td>')
+        for name in names:
+            exercise = scores.get(name)
+            cells.append(f'<td class=n data-v="{exercise["score"]}">{_points(exercise["score"])}</td>' if exercise
+                         else '<td class=n data-v="-1">—</td>')
+        status = flagging.summary((f.kind, f.exercise) for f in _flags(record))
+        cells.append(f"<td class=flag>{_esc(status)}</td>" if status else "<td>graded</td>")
+        late, seconds = _late(record)
+        cells.append(f'<td data-v="{seconds}">{_esc(late)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class=sortable><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def _attention(records: list[dict[str, Any]]) -> list[str]:
+    """Who needs a look, by kind of flag, with names and reasons."""
+    titles = {flagging.FORBIDDEN: "Forbidden calls", flagging.FOR_REVIEW: "For review (tampering noted, no points lost)",
+              flagging.TIMED_OUT: "Timed out", flagging.GRADER_ERROR: "Grader errors (not the students' fault)",
+              flagging.UNUSABLE: "Unusable submissions (not graded)"}
+    by_kind: dict[str, list[tuple[dict[str, Any], flagging.Flag]]] = collections.defaultdict(list)
+    for record in records:
+        for flag in _flags(record):
+            by_kind[flag.kind].append((record, flag))
+    parts = ["<h2>Needs a look</h2>"]
+    if not by_kind:
+        parts.append("<p>Nothing: no forbidden call, tampering, time-out, grader error or unusable submission.</p>")
+    for kind in (flagging.FORBIDDEN, flagging.FOR_REVIEW, flagging.TIMED_OUT, flagging.GRADER_ERROR, flagging.UNUSABLE):
+        found = by_kind.get(kind)
+        if not found:
+            continue
+        parts.append(f"<h3>{_esc(titles[kind])}: {len(found)}</h3><table class=sortable><tr><th>student</th>"
+                     "<th>assignment</th><th>exercise</th><th>why</th></tr>")
+        parts += [f"<tr><td>{_link(r, _who(r))}</td><td>{_esc(r.get('assignment') or '')}</td>"
+                  f"<td>{_esc(f.exercise or '')}</td><td><pre>{_esc(f.reason[:600])}</pre></td></tr>" for r, f in found]
+        parts.append("</table>")
+    return parts
+
+
+def _hang(test: dict[str, Any]) -> bool:
+    return str(test.get("message", "")).startswith(("timed out", "crashed"))
+
+
 def render(records: list[dict[str, Any]], *, title: str = "Class report", note: str = "") -> str:
     graded = [r for r in records if r.get("status") == "graded" and r.get("result")]
     others = [r for r in records if r not in graded]
     by_assignment: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    everyone: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for record in graded:
         by_assignment[record["result"].get("assignment") or "?"].append(record)
+    for record in records:
+        everyone[(record.get("result") or {}).get("assignment") or record.get("assignment") or "?"].append(record)
     order = {a: i for i, a in enumerate(registry.assignments())}
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_esc(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>",
@@ -92,11 +200,15 @@ def render(records: list[dict[str, Any]], *, title: str = "Class report", note: 
              f"{sum(r.get('status') not in ('unusable',) for r in others)} not graded (grader errors)."
              f"{(' ' + _esc(note)) if note else ''}</p>"]
 
-    for assignment in sorted(by_assignment, key=lambda a: (order.get(a, len(order)), a)):
-        group = by_assignment[assignment]
+    for assignment in sorted(everyone, key=lambda a: (order.get(a, len(order)), a)):
+        group = by_assignment.get(assignment, [])
+        parts.append(f"<h2>{_esc(assignment)}</h2>")
+        parts.append(_students_table(assignment, everyone[assignment]))
+        if not group:
+            continue
         totals = [r["result"]["score"] for r in group]
         max_total = max(r["result"]["max_score"] for r in group)
-        parts.append(f"<h2>{_esc(assignment)}</h2><p>{len(group)} submissions; total: mean "
+        parts.append(f"<p>{len(group)} graded submissions; total: mean "
                      f"{statistics.fmean(totals):.2f}, median {_points(statistics.median(totals))} "
                      f"of {_points(max_total)}.</p>")
         exercises: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
@@ -121,6 +233,8 @@ def render(records: list[dict[str, Any]], *, title: str = "Class report", note: 
         parts.append("<table><tr><th>exercise</th><th>submissions</th><th>mean</th><th>median</th><th>max</th>"
                      "<th>full marks</th><th>zero</th><th>status</th></tr>" + "".join(rows) + "</table>")
 
+    parts += _attention(records)
+
     failures: dict[tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
     examples: dict[tuple[str, str, str], str] = {}
     attempts: collections.Counter = collections.Counter()
@@ -128,15 +242,23 @@ def render(records: list[dict[str, Any]], *, title: str = "Class report", note: 
         for exercise in record["result"]["exercises"]:
             if exercise["status"] == "not_attempted":
                 continue  # counted in the exercise tables; a stub fails every test for one reason
+            hung = False
             for test in exercise["tests"]:
-                key = (exercise["name"], test["name"])
+                if not test["passed"] and _hang(test):
+                    if hung:
+                        continue  # one hang or crash takes down the tests after it: counted once
+                    hung = True
+                    key = (exercise["name"], "(timed out or crashed)")
+                else:
+                    key = (exercise["name"], test["name"])
                 attempts[key] += 1
                 if not test["passed"]:
                     folded = _fold(test.get("message", ""))
                     failures[key][folded] += 1
                     examples.setdefault((*key, folded), test.get("message", "").strip()[:600])
     ranked = sorted(failures.items(), key=lambda item: (-sum(item[1].values()), item[0]))[:TOP_TESTS]
-    parts.append("<h2>Most frequent failing tests</h2><p>Among attempted exercises (not counting untouched stubs).</p>")
+    parts.append("<h2>Most frequent failing tests</h2><p>Among attempted exercises (not counting untouched stubs); "
+                 "an exercise that hung or crashed counts once.</p>")
     if ranked:
         rows = []
         for (exercise, test), messages in ranked:
@@ -148,13 +270,7 @@ def render(records: list[dict[str, Any]], *, title: str = "Class report", note: 
                      + "".join(rows) + "</table>")
     else:
         parts.append("<p>No hidden test failed.</p>")
-
-    if others:
-        parts.append("<h2>Not graded</h2><table><tr><th>submission</th><th>status</th><th>why</th></tr>")
-        parts += [f"<tr><td>{_esc(r['key'])}</td><td>{_esc(r.get('status', ''))}</td><td><pre>{_esc(r.get('message', ''))}</pre></td></tr>"
-                  for r in others]
-        parts.append("</table>")
-    parts.append("</body></html>\n")
+    parts.append(f"<script>{SORT_SCRIPT}</script></body></html>\n")
     return "".join(parts)
 
 

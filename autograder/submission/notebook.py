@@ -60,8 +60,24 @@ def load(path: str | Path) -> nbformat.NotebookNode:
     return nb
 
 
-def identify(nb: nbformat.NotebookNode, path: str | Path, assignment: str | None = None) -> tuple[str, list[registry.Exercise]]:
-    """The assignment a submission belongs to: given, or by file name, or by the functions it defines."""
+def renamed(found: str, assignment: str) -> str | None:
+    """One line when ``found`` is not the released file name of ``assignment``'s notebook, else None.
+
+    Every front end refuses a renamed notebook with this message (``grade``, ``grade-batch``,
+    ``nbgrader autograde``): nbgrader grades only the released names, so the others do the same.
+    """
+    expected = sorted({e.notebook for e in registry.assignments().get(assignment, [])})
+    if not expected or found in expected:
+        return None
+    return (f"renamed notebook: `{found}` is not graded; assignment {assignment} is graded from "
+            f"`{'`, `'.join(expected)}` (keep the released file name)")
+
+
+def identify(nb: nbformat.NotebookNode, path: str | Path, assignment: str | None = None, *,
+             allow_renamed: bool = False) -> tuple[str, list[registry.Exercise]]:
+    """The assignment a submission belongs to: given, or by file name; a notebook under another name
+    is refused as renamed (see :func:`renamed`), unless ``allow_renamed`` (the self-check), where the
+    functions it defines tell."""
     groups = registry.assignments()
     if assignment is not None:
         if assignment not in groups:
@@ -76,6 +92,8 @@ def identify(nb: nbformat.NotebookNode, path: str | Path, assignment: str | None
     if not any(f"def {e.name}(" in text for e in best[1]):
         raise UnusableInput(f"{path}: cannot tell which assignment this notebook belongs to "
                             "(no graded function found); pass --assignment")
+    if not allow_renamed:
+        raise UnusableInput(renamed(name, best[0]) or f"{path}: not a notebook of the course")
     return best
 
 

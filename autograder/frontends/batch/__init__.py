@@ -67,10 +67,14 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def _record(submission: discover.Submission, out: dict[str, Any], grader: str, device: str) -> dict[str, Any]:
+    from autograder.frontends import stale
+
+    assignment = (out.get("result") or {}).get("assignment") or submission.assignment
     return {"key": submission.key, "path": str(submission.path), "student": submission.student,
-            "assignment": (out.get("result") or {}).get("assignment") or submission.assignment,
+            "assignment": assignment,
             "notebook": submission.notebook, "status": out["status"], "message": out.get("message", ""),
             "sha256": out.get("sha256", ""), "grader": grader, "device": device, "seed": out.get("seed"),
+            "depends": stale.parts(assignment) if assignment else None,
             "seconds": out.get("seconds"), "cpu": out.get("cpu"), "slot": out.get("slot"), "result": out.get("result")}
 
 
@@ -119,13 +123,20 @@ def run_command(args: argparse.Namespace) -> int:
     report = args.report
     (report / outputs.RECORDS).mkdir(parents=True, exist_ok=True)
 
+    from autograder.frontends import stale
+    from autograder.submission.notebook import renamed
+
     records: dict[str, dict[str, Any]] = {}
     tasks: list[dict[str, Any]] = []
+    stale_lines: list[str] = []
     by_key = {s.key: s for s in submissions}
     for submission in submissions:
         path = outputs.record_path(report, submission.record_name)
         try:  # a regular file, never through a symbolic link (checked again when it is graded)
             digest = discover.sha256(read_submitted(submission.path, below=submission.root, limit=MAX_NOTEBOOK_BYTES))
+            problem = renamed(submission.notebook, submission.assignment) if submission.assignment else None
+            if problem:  # as nbgrader autograde and grade refuse it
+                raise UnusableInput(problem)
         except UnusableInput as exc:  # the student's input: recorded, the batch goes on
             record = _record(submission, {"status": "unusable", "message": str(exc)}, grader, args.device)
             outputs.write_record(path, record)
@@ -135,6 +146,10 @@ def run_command(args: argparse.Namespace) -> int:
         if _up_to_date(previous, digest, grader, args.device, args.seed):
             records[submission.key] = previous  # type: ignore[assignment]
             continue
+        if previous is not None and previous.get("status") == "graded" and previous.get("sha256") == digest:
+            what = stale.changed(previous.get("depends"), str(previous.get("assignment")))
+            if what:
+                stale_lines.append(f"{submission.key} ({stale.reason(what)})")
         tasks.append({"key": submission.key, "name": submission.notebook, "path": str(submission.path.absolute()),
                       "root": str((submission.root or submission.path.parent).absolute()),
                       "sha256": digest, "assignment": submission.assignment, "device": args.device,
@@ -176,20 +191,32 @@ def run_command(args: argparse.Namespace) -> int:
                 local.run(tasks, **common)
 
     ordered = [records[s.key] for s in submissions if s.key in records]
-    tables = outputs.write_tables(report, ordered)
-    from autograder.report import class_report
-
-    wall = time.monotonic() - started
-    html = class_report.write(report / "class_report.html", ordered,
-                              note=f"Grader {grader}, device {args.device}.")
-    lines = [f"{len(tasks)} graded, {len(submissions) - len(tasks)} up to date, in {wall:.1f} s "
-             f"({wall / max(1, len(tasks)):.3f} s per graded submission, {workers} workers, {args.executor})"]
+    lines = []
+    if stale_lines:
+        lines.append(f"{len(stale_lines)} stale grades regraded: " + "; ".join(stale_lines[:20])
+                     + ("; ..." if len(stale_lines) > 20 else ""))
     if args.gradebook:
         from autograder.frontends.batch import gradebook
 
-        written, skipped = gradebook.write(args.gradebook, ordered)
+        written, not_written, late = gradebook.write(args.gradebook, ordered)
+        for submission in submissions:  # lateness (from the gradebook's due date) into the records
+            if submission.key in late and submission.key in records:
+                records[submission.key] = {**records[submission.key], "late": late[submission.key]}
+                outputs.write_record(outputs.record_path(report, submission.record_name), records[submission.key])
         lines.append(f"gradebook: {written} submissions written to {args.gradebook}")
-        lines += [f"gradebook: skipped {line}" for line in skipped[:20]]
+        lines += [f"gradebook: skipped {line}" for line in not_written[:20]]
+    # The tables and the class report cover every record in the folder: a run on some of the
+    # submissions updates their rows and keeps the others'.
+    everything = outputs.read_all(report)
+    every = [everything[key] for key in sorted(everything)]
+    tables = outputs.write_tables(report, every)
+    from autograder.report import class_report
+
+    wall = time.monotonic() - started
+    html = class_report.write(report / "class_report.html", every,
+                              note=f"Grader {grader}, device {args.device}.")
+    lines.insert(0, f"{len(tasks)} graded, {len(submissions) - len(tasks)} up to date, in {wall:.1f} s "
+                    f"({wall / max(1, len(tasks)):.3f} s per graded submission, {workers} workers, {args.executor})")
     errors = [r for r in ordered if r["status"] == "error"]
     unusable = [r for r in ordered if r["status"] == "unusable"]
     if skipped:

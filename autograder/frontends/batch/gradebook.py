@@ -1,57 +1,169 @@
-"""Writing a batch's scores into an nbgrader gradebook (``--gradebook sqlite:///gradebook.db``).
+"""``grade-batch --gradebook``: leave the course exactly as ``nbgrader autograde`` would.
 
-For every graded submission in nbgrader's layout (``submitted/<student>/<assignment>/...``), the
-student and the submission are created if they are missing (as ``nbgrader autograde --create``
-does), and each autograder-test cell ``test_<exercise>`` of the notebook gets the engine's score of
-that exercise as its automatic score, scaled to the cell's points when the gradebook and the
-registry disagree (``nbgrader_plugin.cell_score``, the same rule as ``nbgrader autograde`` with this
-course's configuration). Cells no exercise covers are left for manual grading; a manual score set in
-formgrader is kept (the cell then still needs manual grading, as in nbgrader).
+For every submission in nbgrader's layout (``<course>/submitted/<student>/<assignment>/<notebook>``),
+graded or not:
+
+1. the student and the submission are created if missing, **with the submission's timestamp**
+   (nbgrader's ``timestamp.txt`` beside the notebook), as ``nbgrader autograde --create`` does;
+2. a graded notebook goes through the course's own nbgrader pipelines, read from its
+   ``nbgrader_config.py``: the sanitize preprocessors (metadata rebuilt from the gradebook, outputs
+   cleared, locked cells restored), then the autograde preprocessors, where the batch's recorded
+   result stands in for grading (:func:`~autograder.frontends.nbgrader_plugin.apply_result`: no
+   student code runs here): scores and flags through ``SaveEngineGrades``, late penalties through
+   ``AssignLatePenalties`` (with the course's late policy), and the autograded notebook is written to
+   ``<course>/autograded/<student>/<assignment>/``, with the submission's other files, where
+   ``nbgrader generate_feedback`` reads it;
+3. a submission that could not be graded (``unusable``: not a notebook, renamed...; ``error``: the
+   grader failed) gets its row all the same: no score (never a real 0), every test cell marked for
+   manual grading, the reason as a comment, the notebook flagged; no autograded copy is left, as
+   nbgrader removes a failed one.
 
 The assignment must already be in the gradebook (``nbgrader generate_assignment`` puts it there).
 """
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from autograder.course import registry
 
+DEFAULT_SANITIZE = ["nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
+                    "nbgrader.preprocessors.OverwriteKernelspec", "nbgrader.preprocessors.OverwriteCells",
+                    "nbgrader.preprocessors.CheckCellMetadata"]
+IGNORED = (".ipynb_checkpoints", "__pycache__", "feedback")
 
-def write(db_url: str, records: list[dict[str, Any]]) -> tuple[int, list[str]]:
-    """Store the scores; returns (submissions written, one line per submission skipped)."""
+
+def course_config(course: Path, db_url: str) -> Any:
+    """The course's nbgrader configuration (its ``nbgrader_config.py``), pointed at ``db_url``."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = Config()
+    if (course / "nbgrader_config.py").is_file():
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.db_url = db_url
+    return config
+
+
+def _classes(items: Any, default: list[str]) -> list[type]:
+    from traitlets.utils.importstring import import_item
+
+    return [import_item(item) if isinstance(item, str) else item for item in (items or default)]
+
+
+def submission_timestamp(folder: Path) -> Any:
+    """The submission time in ``folder/timestamp.txt`` as nbgrader reads it, or None."""
+    from nbgrader.utils import parse_utc
+
+    path = folder / "timestamp.txt"
+    if path.is_symlink() or not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    try:
+        return parse_utc(text) if text else None
+    except ValueError:
+        return None
+
+
+def autograde(course: Path, config: Any, path: Path, student: str, assignment: str, notebook: str,
+              result: dict[str, Any], timestamp: Any) -> Path:
+    """nbgrader's two autograde passes on ``path``, with ``result`` standing in for grading; returns
+    the autograded notebook's path."""
+    import nbformat
+    from nbgrader.api import Gradebook
+
+    from autograder.frontends.nbgrader_plugin import GradeWithEngine, apply_result
+    from autograder.report.results import NotebookResult
+
+    db_url = config.CourseDirectory.db_url
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(student)
+        if timestamp is not None:
+            gb.update_or_create_submission(assignment, student, timestamp=timestamp)
+        else:
+            gb.update_or_create_submission(assignment, student)
+    resources: dict[str, Any] = {"nbgrader": {"notebook": notebook, "assignment": assignment, "student": student,
+                                              "db_url": db_url}, "metadata": {"path": str(path.parent)}}
+    nb = nbformat.read(str(path), as_version=4)
+    for cls in _classes(config.Autograde.get("sanitize_preprocessors"), DEFAULT_SANITIZE):
+        nb, resources = cls(config=config).preprocess(nb, resources)
+    steps = _classes(config.Autograde.get("autograde_preprocessors"), [])
+    if not any(isinstance(cls, type) and issubclass(cls, GradeWithEngine) for cls in steps):
+        raise RuntimeError(f"{course / 'nbgrader_config.py'} does not grade with the engine (GradeWithEngine)")
+    for cls in steps:
+        if issubclass(cls, GradeWithEngine):
+            nb, resources = apply_result(nb, resources, NotebookResult.from_json(result))
+        else:
+            nb, resources = cls(config=config).preprocess(nb, resources)
+    target = course / "autograded" / student / assignment / f"{notebook}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(target))
+    for other in sorted(path.parent.iterdir()):  # timestamp.txt and the like, as nbgrader copies them
+        if other.suffix == ".ipynb" or other.name in IGNORED or other.is_symlink() or not other.is_file():
+            continue
+        shutil.copyfile(other, target.parent / other.name)
+    return target
+
+
+def lateness(db_url: str, assignment: str, student: str) -> dict[str, float]:
+    """How late the submission is by the gradebook (due date, timestamp, extension), and its penalty."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        submission = gb.find_submission(assignment, student)
+        return {"seconds": float(submission.total_seconds_late or 0),
+                "penalty": float(submission.late_submission_penalty or 0)}
+
+
+def write(db_url: str, records: list[dict[str, Any]]) -> tuple[int, list[str], dict[str, dict[str, float]]]:
+    """Store every submission; returns (submissions written, one line per submission skipped,
+    key -> lateness of the submissions written)."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from autograder.frontends.nbgrader_plugin import cell_score
+    from autograder.report import flags
+    from autograder.frontends.nbgrader_plugin import record_flags
 
-    written, skipped = 0, []
-    with Gradebook(db_url) as gradebook:
-        for record in records:
-            result = record.get("result")
-            student = record.get("student")
-            if record.get("status") != "graded" or not result:
-                continue
-            assignment = result.get("assignment") or record.get("assignment")
-            if not student:
-                skipped.append(f"{record['key']}: not in nbgrader's layout (submitted/<student>/<assignment>/), no student")
-                continue
-            notebook = str(record.get("notebook", "")).removesuffix(".ipynb")
+    written, skipped, late = 0, [], {}
+    configs: dict[Path, Any] = {}
+    for record in records:
+        student, assignment = record.get("student"), record.get("assignment")
+        if not student:
+            skipped.append(f"{record['key']}: not in nbgrader's layout (submitted/<student>/<assignment>/), no student")
+            continue
+        exercises = registry.assignments().get(str(assignment))
+        if not exercises:
+            skipped.append(f"{record['key']}: {assignment!r} is not an assignment of the course")
+            continue
+        path = Path(record["path"]).absolute()
+        course = path.parent.parent.parent.parent
+        notebook = Path(exercises[0].notebook).stem
+        with Gradebook(db_url) as gb:
             try:
-                gradebook.find_notebook(notebook, assignment)
+                gb.find_notebook(notebook, assignment)
             except MissingEntry:
-                skipped.append(f"{record['key']}: the gradebook has no notebook {notebook!r} in assignment {assignment!r}")
+                skipped.append(f"{record['key']}: the gradebook has no notebook {notebook!r} in assignment {assignment!r} "
+                               f"(run `nbgrader generate_assignment {assignment}`)")
                 continue
-            gradebook.update_or_create_student(student)
-            gradebook.update_or_create_submission(assignment, student)
-            for exercise in result["exercises"]:
-                cell = registry.TEST_PREFIX + exercise["name"]
-                try:
-                    grade = gradebook.find_grade(cell, notebook, assignment, student)
-                except MissingEntry:
-                    skipped.append(f"{record['key']}: the gradebook has no grade cell {cell!r}")
-                    continue
-                grade.auto_score = cell_score(float(exercise["score"]), float(exercise["max_score"]), float(grade.max_score))
-                grade.needs_manual_grade = grade.manual_score is not None
-            gradebook.db.commit()
-            written += 1
-    return written, skipped
+        config = configs.get(course) or configs.setdefault(course, course_config(course, db_url))
+        timestamp = submission_timestamp(path.parent)
+        status, result = record.get("status"), record.get("result")
+        if status == "graded" and result and path.name == exercises[0].notebook:
+            try:
+                autograde(course, config, path, str(student), str(assignment), notebook, result, timestamp)
+                written += 1
+                late[record["key"]] = lateness(db_url, str(assignment), str(student))
+                continue
+            except Exception as error:  # noqa: BLE001 - recorded as a grader error, like a failed autograde
+                status, record = "error", {**record, "message": f"writing the gradebook failed: {type(error).__name__}: {error}"}
+        failed = course / "autograded" / str(student) / str(assignment) / f"{notebook}.ipynb"
+        if failed.is_file() and not failed.is_symlink():
+            failed.unlink()  # nbgrader removes the autograded copy of a notebook it failed to grade
+        record_flags(db_url, str(assignment), str(student), notebook,
+                     flags.for_failure(str(status), str(record.get("message", ""))),
+                     unscored=status == "unusable", timestamp=timestamp)
+        written += 1
+        late[record["key"]] = lateness(db_url, str(assignment), str(student))
+    return written, skipped, late

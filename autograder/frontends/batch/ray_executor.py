@@ -15,6 +15,9 @@ notebooks) importable, the pinned environment and bubblewrap, as for local gradi
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -59,6 +62,73 @@ def actor_resources(device: str, gpus_per_worker: float) -> dict[str, Any]:
     return resources
 
 
+#: Ray's own start-up waits are fixed: the raylet gives its agents (Python processes) about 15 s to
+#: report their ports and the driver gives the raylet 30 s to register. On a loaded 2-core machine
+#: importing the agents can take longer; the local instance is then stopped and started again (the
+#: second start finds the files in the page cache), up to this many times in all.
+START_ATTEMPTS = 4
+STARTUP_TIMEOUT = "timed out during startup"
+
+
+def local_options(workers: int, runtime_env: dict[str, Any], temp_dir: str) -> dict[str, Any]:
+    """``ray.init`` options of a local instance for one batch: no dashboard, no metrics, a private
+    session folder (so that a failed start can be cleaned up without touching anyone else's Ray)."""
+    return {"num_cpus": workers, "include_dashboard": False, "log_to_driver": False, "configure_logging": False,
+            "runtime_env": runtime_env, "_temp_dir": temp_dir,
+            "_system_config": {"enable_metrics_collection": False}}
+
+
+def _leftovers(temp_dir: str) -> None:
+    """Stop every process of this batch's local Ray instance (they name its session folder)."""
+    import psutil
+    import ray
+
+    ray.shutdown()
+    mine = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any(temp_dir in part for part in child.cmdline()):
+                mine.append(child)
+        except psutil.Error:
+            continue
+    for child in mine:
+        try:
+            child.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(mine, timeout=5)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
+def start_local(workers: int, runtime_env: dict[str, Any]) -> tuple[str, int]:
+    """Start a local Ray instance; returns its session folder and the number of attempts it took."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from a grading machine
+    temp_dir = tempfile.mkdtemp(prefix="agray-")  # short: Ray's socket paths must fit in 107 bytes
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ray.init(**local_options(workers, runtime_env, temp_dir))
+            return temp_dir, attempt
+        except Exception as error:
+            _leftovers(temp_dir)
+            if STARTUP_TIMEOUT not in str(error) or attempt == START_ATTEMPTS:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+                raise
+            sys.stderr.write(f"autograder: the local Ray instance did not start in time (attempt {attempt} of "
+                             f"{START_ATTEMPTS}, a busy machine); starting it again\n")
+    raise AssertionError("unreachable")
+
+
+def stop_local(temp_dir: str) -> None:
+    _leftovers(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def run(tasks: Iterable[dict[str, Any]], *, workers: int, device: str, first_slot: int, log_folder: Path,
         on_result: Callable[[dict[str, Any]], None], address: str | None = None,
         gpus_per_worker: float = 1.0) -> None:
@@ -67,12 +137,13 @@ def run(tasks: Iterable[dict[str, Any]], *, workers: int, device: str, first_slo
 
     runtime_env = {"env_vars": {"PYTHONPATH": str(REPO)}}
     started_here = not ray.is_initialized()
+    local = None
     if started_here:
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         if address:
-            ray.init(address=address, runtime_env=runtime_env, **options)
+            ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
         else:
-            ray.init(num_cpus=workers, runtime_env=runtime_env, **options)
+            local, _ = start_local(workers, runtime_env)
     try:
         actor = ray.remote(**actor_resources(device, gpus_per_worker))(GradingActor)
         actors = [actor.remote(first_slot + index, device, str(log_folder)) for index in range(workers)]
@@ -83,5 +154,7 @@ def run(tasks: Iterable[dict[str, Any]], *, workers: int, device: str, first_slo
         for handle in actors:
             ray.kill(handle)
     finally:
-        if started_here:
+        if local is not None:
+            stop_local(local)
+        elif started_here:
             ray.shutdown()
