@@ -129,6 +129,7 @@ def run_command(args: argparse.Namespace) -> int:
     records: dict[str, dict[str, Any]] = {}
     tasks: list[dict[str, Any]] = []
     stale_lines: list[str] = []
+    refused = 0  # unusable before grading (unreadable, renamed)
     by_key = {s.key: s for s in submissions}
     for submission in submissions:
         path = outputs.record_path(report, submission.record_name)
@@ -141,6 +142,7 @@ def run_command(args: argparse.Namespace) -> int:
             record = _record(submission, {"status": "unusable", "message": str(exc)}, grader, args.device)
             outputs.write_record(path, record)
             records[submission.key] = record
+            refused += 1
             continue
         previous = None if args.force else outputs.read_record(path)
         if _up_to_date(previous, digest, grader, args.device, args.seed):
@@ -157,7 +159,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     workers = max(1, min(args.workers, len(tasks))) if tasks else 0
     # The class report's plotting library loads while the graders start (this process is idle then).
-    threading.Thread(target=_preload, args=("matplotlib.pyplot",), daemon=True).start()
+    # (Not while a local Ray instance starts: its agents must start within Ray's fixed deadlines.)
+    if args.executor == "local" or args.ray_address:
+        threading.Thread(target=_preload, args=("matplotlib.pyplot",), daemon=True).start()
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
     aborted: list[str] = []
@@ -215,7 +219,8 @@ def run_command(args: argparse.Namespace) -> int:
     wall = time.monotonic() - started
     html = class_report.write(report / "class_report.html", every,
                               note=f"Grader {grader}, device {args.device}.")
-    lines.insert(0, f"{len(tasks)} graded, {len(submissions) - len(tasks)} up to date, in {wall:.1f} s "
+    lines.insert(0, f"{len(tasks)} graded, {len(submissions) - len(tasks) - refused} up to date, "
+                    f"{refused} refused unread, in {wall:.1f} s "
                     f"({wall / max(1, len(tasks)):.3f} s per graded submission, {workers} workers, {args.executor})")
     errors = [r for r in ordered if r["status"] == "error"]
     unusable = [r for r in ordered if r["status"] == "unusable"]
