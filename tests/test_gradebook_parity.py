@@ -133,7 +133,7 @@ def courses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     logs = {"autograde": _run(root, BIN / "nbgrader", "autograde", ASSIGNMENT, ok=False)}
     logs["batch"] = _run(batch, sys.executable, "-m", "autograder", "grade-batch", ".", "--gradebook",
-                         f"sqlite:///{batch / 'gradebook.db'}", "--seed", SEED, "--workers", 2, "--report",
+                         f"sqlite:///{batch / 'gradebook.db'}", "--seed", SEED, "--workers", 1, "--report",
                          batch / "reports", "--first-slot", 70, ok=False)
     for name in ("nbgrader", "batch"):
         folder = root if name == "nbgrader" else batch
