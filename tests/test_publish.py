@@ -71,10 +71,7 @@ def _meaningful(line: str) -> str | None:
     return text
 
 
-def secret_lines() -> dict[str, str]:
-    """line -> where it comes from, for every answer line that students must not see."""
-    public = {line.strip() for path in (ROOT / "assignments").glob("*/*.ipynb") for cell in _cells(path)
-              for line in cell.split("\n")}
+def _sources() -> list[tuple[str, list[str]]]:
     sources: list[tuple[str, list[str]]] = []
     for path in sorted((ROOT / "solutions").glob("*/*.ipynb")):
         sources.append((str(path.relative_to(ROOT)), [line for cell in _cells(path) for line in _regions(cell)]))
@@ -83,18 +80,41 @@ def secret_lines() -> dict[str, str]:
             sources.append((str(path.relative_to(ROOT)), path.read_text(encoding="utf-8").split("\n")))
     for path in sorted((ROOT / "examples" / "submissions").rglob("*.ipynb")):
         sources.append((str(path.relative_to(ROOT)), [line for cell in _cells(path) for line in cell.split("\n")]))
-    # The hidden suites share helpers and idioms with the grader's own (published) code: their lines
-    # count when they are not also the grader's. Answers count whatever else contains them.
-    engine = {line.strip() for path in (ROOT / "autograder").rglob("*.py")
-              if "suites" not in path.relative_to(ROOT / "autograder").parts
-              for line in path.read_text(encoding="utf-8").split("\n")}
+    return sources
+
+
+def _public() -> set[str]:
+    return {line.strip() for path in (ROOT / "assignments").glob("*/*.ipynb") for cell in _cells(path)
+            for line in cell.split("\n")}
+
+
+def secret_lines() -> dict[str, str]:
+    """line -> where it comes from, for every answer line that students must not see."""
+    public = _public()
     out: dict[str, str] = {}
-    for where, lines in sources:
+    for where, lines in _sources():
         for line in lines:
             text = _meaningful(line)
-            if text is None or text in public or (where.startswith("autograder/suites/") and text in engine):
-                continue
-            out.setdefault(text, where)
+            if text is not None and text not in public:
+                out.setdefault(text, where)
+    return out
+
+
+def _pairs(lines: list[str]) -> set[tuple[str, str]]:
+    kept = [t for t in (_meaningful(line) for line in lines) if t is not None]
+    return set(zip(kept, kept[1:]))
+
+
+def secret_pairs() -> dict[tuple[str, str], str]:
+    """Two consecutive answer lines -> where they come from. The grader's own code shares single
+    idioms with the suites and the reference (``for p in model.parameters():``); two lines in a row
+    are code copied."""
+    public = _public()
+    out: dict[tuple[str, str], str] = {}
+    for where, lines in _sources():
+        for pair in _pairs(lines):
+            if not (pair[0] in public and pair[1] in public):
+                out.setdefault(pair, where)
     return out
 
 
@@ -117,12 +137,17 @@ def _published_texts(folder: Path) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------------- the tree
 def test_no_answer_line_anywhere_in_the_published_tree(students: dict[str, Any]) -> None:
-    secrets_ = secret_lines()
-    assert len(secrets_) > 500, "the search must cover the solutions, reference and suites"
+    """Every line of an answer, anywhere but in the grader's own code, where two lines in a row count."""
+    lines_, pairs_ = secret_lines(), secret_pairs()
+    assert len(lines_) > 500 and len(pairs_) > 500, "the search must cover the solutions, reference and suites"
     found = []
     for relative, text in _published_texts(students["folder"]).items():
-        lines = {line.strip() for line in text.split("\n")}
-        found += [f"{relative}: {line!r} (from {where})" for line, where in secrets_.items() if line in lines]
+        if relative.startswith("autograder/") and relative.endswith(".py"):
+            pairs = _pairs(text.split("\n"))
+            found += [f"{relative}: {pair!r} (from {where})" for pair, where in pairs_.items() if pair in pairs]
+        else:
+            lines = {line.strip() for line in text.split("\n")}
+            found += [f"{relative}: {line!r} (from {where})" for line, where in lines_.items() if line in lines]
     assert not found, "\n".join(found[:20])
 
 
