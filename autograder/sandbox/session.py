@@ -24,6 +24,15 @@ the student returned that could not be sent, e.g. a subclass, arrives as ``proto
                  Returns ``{"params": [[Tensor per param] per step], "states": [[v, s] per param],
                  "returned": [value per step], "same_objects": bool, "history_free": bool,
                  "grads_kept": bool}``.
+``optimizer_state`` — ``adam``'s convention parametrised by the state's layout and the options:
+                 args ``params``, ``steps``, ``lr``, ``options: dict`` (passed by keyword; absent keys
+                 are not passed), ``state_size`` (zero tensors like each parameter: one = a bare
+                 tensor, more = a tuple), ``step_number`` (pass the 1-based t after ``lr``). Returns
+                 data only: ``{"params": [[Tensor per param] per step], "states": [[Tensor per state
+                 tensor] per param], "grads": [[Tensor | None per param] per step], "returned":
+                 [value per step], "identities_before"/"identities_after": [[id, data_ptr] per param
+                 then per state tensor], "params_autograd": [[is_leaf, requires_grad, has grad_fn]],
+                 "states_autograd": [[has grad_fn per state tensor]]}``; the grader judges.
 ``q_update``   — args ``Q`` then the update's other arguments in signature order (``s, a, r, s_next,
                  done, alpha, gamma``; SARSA adds ``a_next``), passed positionally after a fresh
                  copy of ``Q``. Returns ``{"returned": value, "Q_after": Tensor, "same_object": bool}``.
