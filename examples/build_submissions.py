@@ -175,6 +175,32 @@ CODE = {
             X_hat = (X - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
             return gamma.reshape(shape) * X_hat + beta.reshape(shape)
         """,
+    "bce_with_logits/log_sigmoid": """
+        def bce_with_logits(z, y):
+            p = torch.sigmoid(z)
+            return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+        """,
+    "sgd_momentum_step": """
+        def sgd_momentum_step(params, velocities, lr, momentum):
+            with torch.no_grad():
+                for p, v in zip(params, velocities):
+                    v.mul_(momentum).add_(p.grad)
+                    p -= lr * v
+        """,
+    "adagrad_step/decaying_average": """
+        def adagrad_step(params, states, lr, eps=1e-10):
+            with torch.no_grad():
+                for p, s in zip(params, states):
+                    s.mul_(0.9).add_(0.1 * p.grad ** 2)
+                    p -= lr * p.grad / (torch.sqrt(s) + eps)
+        """,
+    "rmsprop_step/eps_inside_sqrt": """
+        def rmsprop_step(params, states, lr, alpha=0.99, eps=1e-8):
+            with torch.no_grad():
+                for p, s in zip(params, states):
+                    s.mul_(alpha).add_((1 - alpha) * p.grad ** 2)
+                    p -= lr * p.grad / torch.sqrt(s + eps)
+        """,
 }
 
 # (student folder, assignment, {exercise: code key}); exercises left out keep the released stub.
@@ -196,6 +222,10 @@ STUDENTS = [
      {"sarsa_update": "sarsa_update/max_bootstrap", "value_iteration": "value_iteration"}),
     ("lea_one_sided_padding", "08_conv_layers", {"conv2d": "conv2d/padding_one_side", "pool2d": "pool2d"}),
     ("max_rebound_statistics", "09_batch_norm", {"batch_norm": "batch_norm/rebound_statistics"}),
+    ("nia_log_of_sigmoid", "12_logistic_regression", {"bce_with_logits": "bce_with_logits/log_sigmoid"}),
+    ("oto_adagrad_that_forgets", "13_optimizers",
+     {"sgd_momentum_step": "sgd_momentum_step", "adagrad_step": "adagrad_step/decaying_average",
+      "rmsprop_step": "rmsprop_step/eps_inside_sqrt"}),
 ]
 
 
