@@ -201,6 +201,32 @@ CODE = {
                     s.mul_(alpha).add_((1 - alpha) * p.grad ** 2)
                     p -= lr * p.grad / torch.sqrt(s + eps)
         """,
+    "gru_cell/reset_after_product": """
+        def gru_cell(x, h, params):
+            p = params
+            z = torch.sigmoid(x @ p["W_xz"] + h @ p["W_hz"] + p["b_z"])
+            r = torch.sigmoid(x @ p["W_xr"] + h @ p["W_hr"] + p["b_r"])
+            h_tilde = torch.tanh(x @ p["W_xh"] + r * (h @ p["W_hh"]) + p["b_h"])
+            return z * h + (1 - z) * h_tilde
+        """,
+    "lstm_cell": """
+        def lstm_cell(x, state, params):
+            H, C = state
+            p = params
+            I = torch.sigmoid(x @ p["W_xi"] + H @ p["W_hi"] + p["b_i"])
+            F = torch.sigmoid(x @ p["W_xf"] + H @ p["W_hf"] + p["b_f"])
+            O = torch.sigmoid(x @ p["W_xo"] + H @ p["W_ho"] + p["b_o"])
+            C_tilde = torch.tanh(x @ p["W_xc"] + H @ p["W_hc"] + p["b_c"])
+            C = F * C + I * C_tilde
+            return O * torch.tanh(C), C
+        """,
+    "replace_classifier/nothing_frozen": """
+        def replace_classifier(model, num_classes):
+            old = model.classifier[6]
+            model.classifier[6] = nn.Linear(old.in_features, num_classes, device=old.weight.device,
+                                            dtype=old.weight.dtype)
+            return model
+        """,
 }
 
 # (student folder, assignment, {exercise: code key}); exercises left out keep the released stub.
@@ -226,6 +252,9 @@ STUDENTS = [
     ("oto_adagrad_that_forgets", "13_optimizers",
      {"sgd_momentum_step": "sgd_momentum_step", "adagrad_step": "adagrad_step/decaying_average",
       "rmsprop_step": "rmsprop_step/eps_inside_sqrt"}),
+    ("nora_reset_gate_after_product", "10_gated_rnn",
+     {"gru_cell": "gru_cell/reset_after_product", "lstm_cell": "lstm_cell"}),
+    ("rosa_nothing_frozen", "11_transfer_learning", {"replace_classifier": "replace_classifier/nothing_frozen"}),
 ]
 
 
