@@ -6,6 +6,11 @@ error that is not the student's fault (see ``autograder/frontends/cli.py`` for t
 
 from __future__ import annotations
 
+#: How every report tells the student that the grader, not their code, failed.
+INTERNAL = "internal grader error (not your fault)"
+#: The same, addressed to the person running the grader.
+INTERNAL_FOR_STAFF = "internal grader error (not the student's fault)"
+
 
 class AutogradeError(Exception):
     """Base of the errors whose message is meant for the person running the grader."""

@@ -1,7 +1,7 @@
 """Reference implementations: the oracle the autograder compares submissions with.
 
 One function per exercise of ``autograder/course/registry.py``, named as the exercise, with the
-registry's signature and the contract of EXERCISES.md. Never shipped to students.
+registry's signature and the contract of docs/exercises.md. Never shipped to students.
 """
 
 from .attention import multi_head_attention, self_attention

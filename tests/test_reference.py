@@ -25,7 +25,9 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import reference
+from autograder.course.conventions import Function, OptimizerState
 from autograder.course.registry import BY_NAME, EXERCISES, Exercise, PublicCase, Tolerance
+from autograder.grading import public
 
 FLOAT_DTYPES = (torch.float64, torch.float32)
 DTYPE_IDS = ("float64", "float32")
@@ -190,98 +192,47 @@ def test_init_adam_states_gives_zero_pairs_shaped_like_the_params():
 # registry public cases
 
 
-def _case_tensor(case: PublicCase, name: str, value) -> torch.Tensor:
-    return torch.tensor(value, dtype=getattr(torch, case.dtypes.get(name, "float64")))
-
-
 Comparison = tuple[str, torch.Tensor, torch.Tensor]  # (quantity, actual, expected)
 
 
 def run_public_case(exercise: Exercise, case: PublicCase, *, backward: bool = False) -> list[Comparison]:
-    """Run the reference on a registry public case: ``[(quantity, actual, expected), ...]``.
+    """Run the reference on a registry public case, called through the exercise's calling
+    convention as the students' public check calls it: ``[(quantity, actual, expected), ...]``.
 
-    With ``backward``, floating inputs require grad and the summed output is back-propagated
-    (to record the backward's operators too).
+    With ``backward``, a function's floating inputs require grad and the summed output is
+    back-propagated (to record the backward's operators too).
     """
-    fn = getattr(reference, exercise.name)
-    args, expected = dict(case.args), case.expected
-    if exercise.name == "clip_grad":
-        params = []
-        for g in args.pop("grads"):
-            grad = _case_tensor(case, "grads", g)
-            param = torch.zeros_like(grad, requires_grad=True)
-            param.grad = grad
-            params.append(param)
-        norm = fn(params, **args)
-        expected_grads = [_case_tensor(case, "grads", g) for g in expected["grads"]]
-        clipped = [(f"grad of param {i}", p.grad, e) for i, (p, e) in enumerate(zip(params, expected_grads))]
-        return [("norm", f64(norm), f64(expected["norm"])), *clipped]
-    if exercise.name == "adam_step":
-        params = []
-        for p, g in zip(args.pop("params"), args.pop("grads")):
-            param = _case_tensor(case, "params", p).requires_grad_()
-            param.grad = _case_tensor(case, "grads", g)
-            params.append(param)
-        assert fn(params, reference.init_adam_states(params), **args) is None, "adam_step returned a value"
-        expected_params = [_case_tensor(case, "params", e) for e in expected["params"]]
-        return [(f"param {i}", p.detach(), e) for i, (p, e) in enumerate(zip(params, expected_params))]
-    if "steps" in args:  # an optimizer with one state per parameter: one call per step of gradients
-        params = [_case_tensor(case, "params", p).requires_grad_() for p in args.pop("params")]
-        states = [torch.zeros_like(p) for p in params]
-        for step in args.pop("steps"):
-            for param, grad in zip(params, step):
-                param.grad = _case_tensor(case, "grads", grad)
-            assert fn(params, states, **args) is None, f"{exercise.name} returned a value"
-        return [(f"param {i}", p.detach(), _case_tensor(case, "params", e)) for i, (p, e) in enumerate(zip(params, expected["params"]))] + [
-            (f"state {i}", s, _case_tensor(case, "params", e)) for i, (s, e) in enumerate(zip(states, expected["states"]))]
-    if exercise.name in ("q_learning_update", "sarsa_update"):
-        Q = _case_tensor(case, "Q", args.pop("Q"))
-        td_error = fn(Q, **args)
-        return [
-            ("TD error", f64(td_error), f64(expected["td_error"])),
-            ("Q", Q, _case_tensor(case, "Q", expected["Q"])),
-        ]
-    if exercise.name == "replace_classifier":
-        from torchvision import models
-
-        with torch.device("meta"):
-            model = getattr(models, args["model"])(weights=None)
-        returned = fn(model, args["num_classes"])
-        last = model.classifier[-1]
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        shape = list(model(torch.empty(expected["output_shape"][0], 3, 32, 32, device="meta")).shape)
-        return [(quantity, f64(actual), f64(wanted)) for quantity, actual, wanted in (
-            ("same model", float(returned is model), float(expected["same_model"])),
-            ("last layer", [last.in_features, last.out_features], expected["last"]),
-            ("trainable", trainable, expected["trainable"]), ("frozen", frozen, expected["frozen"]),
-            ("output shape", shape, expected["output_shape"]))]
-
-    def literal(name, value):  # nested lists are tensors, also inside tuples (a state) and dicts (params)
-        if isinstance(value, list):
-            return _case_tensor(case, name, value)
-        if isinstance(value, tuple):
-            return tuple(literal(name, v) for v in value)
-        if isinstance(value, dict):
-            return {k: literal(name, v) for k, v in value.items()}
-        return value
-
-    tensors = {n: literal(n, v) for n, v in args.items()}
-    if exercise.name == "value_iteration":
-        V, policy = fn(**tensors)
-        return [("V", V, _case_tensor(case, "V", expected["V"])),
-                ("policy", policy, torch.tensor(expected["policy"], dtype=torch.int64))]
-    in_place = dict(expected) if isinstance(expected, dict) else {"output": expected}  # inputs updated in place
-    expected = in_place.pop("output")
+    made = public.trial(exercise, case)
+    values = made.values(exercise)
+    if backward and isinstance(exercise.call, Function):
+        for name in exercise.call.grad_wrt:
+            for leaf in _leaves(values.get(name)):
+                if is_float(leaf):
+                    leaf.requires_grad_()
+    for call in range(made.earlier_calls + 1):
+        if made.before_call is not None:
+            made.before_call(call)
+        result = getattr(reference, exercise.name)(*made.args, **made.kwargs)
+    if isinstance(exercise.call, OptimizerState):
+        assert result is None, f"{exercise.name} returned a value"
     if backward:
-        tensors = {n: t.requires_grad_() if is_float(t) and n not in in_place else t for n, t in tensors.items()}
-    Y = fn(**tensors)
-    if backward:
-        Y.sum().backward()
-    if isinstance(expected, tuple):  # a tuple of outputs, such as an LSTM's (h', c')
-        return [(f"output {i}", y.detach(), torch.tensor(e, dtype=torch.float64)) for i, (y, e) in enumerate(zip(Y, expected))]
-    updated = [(n, tensors[n].detach(), _case_tensor(case, n, v)) for n, v in in_place.items()]
-    return [("output", Y.detach(), torch.tensor(expected, dtype=torch.float64)), *updated]
+        differentiable = [y for y in _leaves(result) if y.requires_grad]
+        if differentiable:
+            sum(y.sum() for y in differentiable).backward()
+    out = []
+    for quantity, actual, expected in made.comparisons(result):
+        if isinstance(expected, tuple):  # a tuple of outputs, such as an LSTM's (h', c')
+            out += [(f"{quantity}[{i}]", f64(a.detach()), f64(e)) for i, (a, e) in enumerate(zip(actual, expected))]
+        else:
+            out.append((quantity, f64(actual.detach() if isinstance(actual, torch.Tensor) else actual), f64(expected)))
+    return out
+
+
+def _leaves(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return [leaf for item in items for leaf in _leaves(item)]
 
 
 PUBLIC_CASES = [(e, c) for e in EXERCISES for c in e.public_cases]

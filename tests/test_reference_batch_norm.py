@@ -1,4 +1,4 @@
-"""The reference ``batch_norm`` (EXERCISES.md §11) against ``torch.nn.functional.batch_norm``.
+"""The reference ``batch_norm`` (docs/exercises.md §11) against ``torch.nn.functional.batch_norm``.
 
 Both modes, on ``(n, c)`` and ``(n, c, h, w)``: the output and the gradients of ``X``, ``gamma``
 and ``beta`` (a vector-Jacobian product with a random upstream gradient); in training mode the

@@ -1,4 +1,4 @@
-"""The reference ``conv2d`` and ``pool2d`` (EXERCISES.md §9-10) against PyTorch's own routines.
+"""The reference ``conv2d`` and ``pool2d`` (docs/exercises.md §9-10) against PyTorch's own routines.
 
 ``conv2d`` is compared with ``torch.nn.functional.conv2d`` (stride, padding, bias), ``pool2d`` with
 ``max_pool2d`` and ``avg_pool2d(count_include_pad=True)``, on values and on the gradient of every

@@ -1,4 +1,4 @@
-"""The reference ``bce_with_logits`` (EXERCISES.md §16) checked against
+"""The reference ``bce_with_logits`` (docs/exercises.md §16) checked against
 ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
 Values and gradients (of the logits, and of the targets as torch defines them) in float64 and

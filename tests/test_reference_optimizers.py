@@ -1,4 +1,4 @@
-"""The reference ``sgd_momentum_step``, ``adagrad_step`` and ``rmsprop_step`` (EXERCISES.md §17-19)
+"""The reference ``sgd_momentum_step``, ``adagrad_step`` and ``rmsprop_step`` (docs/exercises.md §17-19)
 checked against ``torch.optim.SGD(momentum=...)``, ``torch.optim.Adagrad`` and ``torch.optim.RMSprop``.
 
 Each optimizer is stepped beside its torch twin for 20 steps: on a least-squares model (each

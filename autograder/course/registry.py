@@ -5,7 +5,8 @@ An exercise's ``name`` is at the same time the student's function, the reference
 ``grade_id`` of its solution cell and the heading of its feedback. Stubs, public checks, hidden
 suites, points and reports are derived from these declarations; nothing here is retyped elsewhere.
 
-The contract of each function is ../shared/EXERCISES.md (kept in sync by tests/test_registry.py).
+The contract of each function is docs/exercises.md (kept in sync by tests/test_registry.py and
+tests/test_forbidden.py); how the grader calls it is its calling convention (``conventions.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
+
+from autograder.course.conventions import (Convention, EpisodeLoop, Function, GradsInPlace, ModuleTransform,
+                                           OptimizerState, RecurrentCell, TableUpdate)
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ DEFAULT_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
 class Forbidden:
     """A library routine that would make an exercise trivial.
 
-    ``name`` is the qualified name as EXERCISES.md spells it. ``patterns`` are the dotted names the
+    ``name`` is the qualified name as docs/exercises.md spells it. ``patterns`` are the dotted names the
     static scan and the ``TorchFunctionMode`` recorder match (attribute chains as written in source,
     ``__module__ + '.' + __qualname__`` at run time); ``aten`` the dispatcher operators (prefix
     match on ``str(op)``) that only this routine reaches.
@@ -51,8 +55,8 @@ class Forbidden:
 class PublicCase:
     """A visible example: arguments as Python literals, and the expected result.
 
-    Tensors are written as nested lists and built with the argument's ``dtype`` (float64 unless
-    ``dtypes`` says otherwise). Public cases are shown to students, so the hidden suites never rely
+    Tensors are written as nested lists and built with the argument's (or the named output's)
+    ``dtype``, float64 unless ``dtypes`` says otherwise. Public cases are shown to students, so the hidden suites never rely
     on them.
     """
 
@@ -72,6 +76,8 @@ class Exercise:
     tests: Mapping[str, int]  # hidden test function name -> points (order = report order)
     forbidden: tuple[Forbidden, ...]
     public_cases: tuple[PublicCase, ...]
+    call: Convention  # how the grader calls the function (autograder/course/conventions.py)
+    also: tuple[Convention, ...] = ()  # other ways the hidden suite calls it (e.g. a training loop)
     tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: DEFAULT_TOLERANCES)
     timeout_s: float = 20.0  # wall-clock budget of one worker call for this exercise
 
@@ -82,6 +88,19 @@ class Exercise:
     @property
     def notebook_path(self) -> str:
         return f"{self.assignment}/{self.notebook}"
+
+    def parameters(self) -> list[str]:
+        """The parameter names of the signature, in order."""
+        return [part.split("=")[0].strip() for part in self.signature.split(",")]
+
+    def convention(self, how: str | None = None) -> Convention:
+        """``call``, or the convention of ``also`` whose harness is ``how``."""
+        if how is None:
+            return self.call
+        for convention in (self.call, *self.also):
+            if convention.harness == how:
+                return convention
+        raise KeyError(f"{self.name} is not called through {how!r}")
 
     def tolerance(self, dtype: Any) -> Tolerance:
         key = str(dtype).removeprefix("torch.")
@@ -219,6 +238,7 @@ EXERCISES: tuple[Exercise, ...] = (
                 ("aten._log_softmax", "aten.log_softmax"),
             ),
         ),
+        call=Function(grad_wrt=("X",)),
         public_cases=(
             PublicCase("rows sum to one", {"X": [[1.0, 2.0, 3.0]]}, [[0.09003057317038046, 0.24472847105479764, 0.6652409557748219]]),
             PublicCase("large equal scores", {"X": [[1000.0, 1000.0]]}, [[0.5, 0.5]]),
@@ -238,6 +258,7 @@ EXERCISES: tuple[Exercise, ...] = (
             _F("torch.nn.CrossEntropyLoss"),
             _F("torch.nn.NLLLoss"),
         ),
+        call=Function(grad_wrt=("y_hat",)),
         public_cases=(
             PublicCase(
                 "d2l example",
@@ -279,6 +300,7 @@ EXERCISES: tuple[Exercise, ...] = (
                 ("torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d", "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout"),
             ),
         ),
+        call=Function(grad_wrt=("X",)),
         public_cases=(
             PublicCase("drop_prob = 0 keeps X", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 0.0}, [[1.0, -2.0], [3.0, 4.0]]),
             PublicCase("drop_prob = 1 gives zeros", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 1.0}, [[0.0, 0.0], [0.0, 0.0]]),
@@ -292,6 +314,7 @@ EXERCISES: tuple[Exercise, ...] = (
         summary="2-D cross-correlation (the kernel is not flipped)",
         tests=_tests(values=2, gradient_X=2, gradient_K=2, not_flipped=1, shapes=1, float32=1, device=1),
         forbidden=_CONVOLUTIONS,
+        call=Function(grad_wrt=("X", "K")),
         public_cases=(
             PublicCase("d2l example", {"X": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]], "K": [[0.0, 1.0], [2.0, 3.0]]}, [[19.0, 25.0], [37.0, 43.0]]),
             PublicCase("horizontal edge kernel", {"X": [[1.0, 1.0, 0.0, 0.0]], "K": [[1.0, -1.0]]}, [[0.0, 1.0, 0.0]]),
@@ -311,6 +334,7 @@ EXERCISES: tuple[Exercise, ...] = (
             _F("torch.nn.utils.get_total_norm", ("torch.nn.utils.clip_grad._get_total_norm",)),
             _F("torch.nn.utils.clip_grads_with_norm_", ("torch.nn.utils.clip_grad._clip_grads_with_norm_",)),
         ),
+        call=GradsInPlace(params="params", returns="norm", returns_what="norm (before clipping)"),
         public_cases=(
             PublicCase("norm 5 clipped to 1", {"grads": [[3.0, 4.0]], "theta": 1.0}, {"norm": 5.0, "grads": [[0.6, 0.8]]}),
             PublicCase("norm 5 below 10 is untouched", {"grads": [[3.0, 4.0]], "theta": 10.0}, {"norm": 5.0, "grads": [[3.0, 4.0]]}),
@@ -329,6 +353,7 @@ EXERCISES: tuple[Exercise, ...] = (
             _F("torch.optim._functional.adam", ("torch.optim.adam.adam", "torch.optim.adam._single_tensor_adam", "torch.optim.adam._multi_tensor_adam", "torch.optim.adam._fused_adam")),
             _F("torch._fused_adam_", ("torch._fused_adamw_",), ("aten._fused_adam", "aten._fused_adamw")),
         ),
+        call=OptimizerState(state_layout=("v", "s"), states="states", step="t"),
         public_cases=(
             PublicCase(
                 "first step moves each entry by about lr",
@@ -372,6 +397,7 @@ EXERCISES: tuple[Exercise, ...] = (
                 ("aten._native_multi_head_attention", "aten._transformer_encoder_layer_fwd"),
             ),
         ),
+        call=Function(grad_wrt=("X", "W_q", "W_k", "W_v")),
         public_cases=(
             PublicCase(
                 "identity projections, one query",
@@ -389,6 +415,8 @@ EXERCISES: tuple[Exercise, ...] = (
         summary="one tabular Q-learning update, in place, returning the TD error",
         tests=_tests(update=2, terminal=2, td_error=1, only_entry_changes=1, in_place=1, training=3),
         forbidden=(),
+        call=TableUpdate(table="Q", returns="td_error", returns_what="TD error"),
+        also=(EpisodeLoop(table="Q"),),
         public_cases=(
             PublicCase(
                 "non-terminal step",
@@ -421,6 +449,7 @@ EXERCISES: tuple[Exercise, ...] = (
             _F("torch.native_layer_norm", ("torch._C._VariableFunctions.native_layer_norm",)),
             _F("torch.nn.functional.rms_norm", ("torch.rms_norm", "torch.nn.RMSNorm", "torch._fused_rms_norm"), ("aten.rms_norm", "aten._fused_rms_norm")),
         ),
+        call=Function(grad_wrt=("X", "gamma", "beta")),
         public_cases=(
             PublicCase(
                 "each row normalised on its own",
@@ -470,6 +499,7 @@ EXERCISES: tuple[Exercise, ...] = (
                 ("aten._native_multi_head_attention", "aten._transformer_encoder_layer_fwd"),
             ),
         ),
+        call=Function(grad_wrt=("X", "W_q", "W_k", "W_v", "W_o")),
         public_cases=(
             PublicCase(
                 "two heads of width 2, then W_o",
@@ -519,6 +549,8 @@ EXERCISES: tuple[Exercise, ...] = (
         timeout_s=60.0,  # the training run: about 12 600 updates on CliffWalking
         tests=_tests(update=2, terminal=2, td_error=1, only_entry_changes=1, in_place=1, training=3),
         forbidden=(),
+        call=TableUpdate(table="Q", returns="td_error", returns_what="TD error"),
+        also=(EpisodeLoop(table="Q", next_action="a_next"),),
         public_cases=(
             PublicCase(
                 "bootstraps from the action taken next, not the best one",
@@ -541,11 +573,13 @@ EXERCISES: tuple[Exercise, ...] = (
         tests=_tests(values=2, policy=2, ties=1, stopping=1, frozen_lake=2, device=1, no_mutation=1),
         tolerances=MappingProxyType({"float32": Tolerance(rtol=1e-5, atol=1e-4), "float64": Tolerance(rtol=1e-7, atol=1e-6)}),
         forbidden=(),
+        call=Function(outputs=("V", "policy")),
         public_cases=(
             PublicCase(
                 "two states: moving on to the better state pays",
                 {"P": [[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]], "R": [[1.0, 0.0], [2.0, 0.0]], "gamma": 0.9},
                 {"V": [18.0, 20.0], "policy": [1, 0]},
+                dtypes={"policy": "int64"},
             ),
             PublicCase(
                 "ties go to the lowest action index",
@@ -554,11 +588,13 @@ EXERCISES: tuple[Exercise, ...] = (
                        [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]],
                  "R": [[0.0, 1.0, 0.0, 1.0], [5.0, 5.0, 3.0, 5.0], [0.0, 0.0, 0.0, 0.0]], "gamma": 0.5},
                 {"V": [3.5, 5.0, 0.0], "policy": [1, 0, 0]},
+                dtypes={"policy": "int64"},
             ),
             PublicCase(
                 "gamma = 0.99 needs about 2 000 sweeps",
                 {"P": [[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]], "R": [[1.0, 0.0], [2.0, 0.0]], "gamma": 0.99},
                 {"V": [198.0, 200.0], "policy": [1, 0]},
+                dtypes={"policy": "int64"},
             ),
         ),
     ),
@@ -583,6 +619,7 @@ EXERCISES: tuple[Exercise, ...] = (
             _F("torch.nn.Softplus", ("torch.nn.modules.activation.Softplus",)),
             _F("torch.nn.LogSigmoid", ("torch.nn.modules.activation.LogSigmoid",)),
         ),
+        call=Function(grad_wrt=("z",)),
         public_cases=(
             PublicCase("z = 0 costs log 2 whatever the target", {"z": [0.0, 0.0, 0.0], "y": [0.0, 0.5, 1.0]},
                        [0.6931471805599453, 0.6931471805599453, 0.6931471805599453]),
@@ -600,6 +637,7 @@ EXERCISES: tuple[Exercise, ...] = (
         summary="one step of SGD with momentum (torch.optim.SGD), in place",
         tests=_tests(single_step=2, trajectory=2, velocity=1, tiny_gradients=1, huge_gradients=1, in_place_no_history=2, device=1),
         forbidden=_OPTIMIZERS_FORBIDDEN,
+        call=OptimizerState(state_layout="v", states="velocities"),
         public_cases=(
             PublicCase("first step: v = g, p -= lr v", {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]]], "lr": 0.1, "momentum": 0.9},
                        {"params": [[0.95, -1.7]], "states": [[0.5, -3.0]]}),
@@ -616,6 +654,7 @@ EXERCISES: tuple[Exercise, ...] = (
         summary="one Adagrad step (torch.optim.Adagrad), in place",
         tests=_tests(single_step=2, trajectory=2, eps_outside_sqrt=1, tiny_gradients=1, huge_gradients=1, in_place_no_history=2, device=1),
         forbidden=_OPTIMIZERS_FORBIDDEN,
+        call=OptimizerState(state_layout="s", states="states"),
         public_cases=(
             PublicCase("first step moves each entry by about lr", {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]]], "lr": 0.1},
                        {"params": [[0.90000000002, -1.9000000000033332]], "states": [[0.25, 9.0]]}),
@@ -634,6 +673,7 @@ EXERCISES: tuple[Exercise, ...] = (
         summary="one RMSProp step (torch.optim.RMSprop), in place",
         tests=_tests(single_step=2, trajectory=2, eps_outside_sqrt=1, tiny_gradients=1, huge_gradients=1, in_place_no_history=2, device=1),
         forbidden=_OPTIMIZERS_FORBIDDEN,
+        call=OptimizerState(state_layout="s", states="states"),
         public_cases=(
             PublicCase("first step: s = (1 - alpha) g^2", {"params": [[1.0, -2.0]], "steps": [[[0.5, -3.0]]], "lr": 0.01, "alpha": 0.9},
                        {"params": [[0.968377225398316, -1.9683772237316495]], "states": [[0.025, 0.9]]}),
@@ -699,6 +739,8 @@ EXERCISES += (
         summary="one step of a gated recurrent unit (d2l's GRU)",
         tests=_tests(values=2, gradients=2, sequence_bptt=3, gates=1, shapes=1, float32=1, device=1, no_mutation=1),
         forbidden=_FORBIDDEN_RNN,
+        call=Function(grad_wrt=("x", "h", "params")),
+        also=(RecurrentCell(state="h"),),
         public_cases=(
             PublicCase("zero weights: z = r = 1/2 and h~ = 0, so h' = h / 2",
                        {"x": [[1.0, -1.0]], "h": [[0.5, -0.5]], "params": _zeros_like(_GRU_PARAMS)}, [[0.25, -0.25]]),
@@ -716,6 +758,8 @@ EXERCISES += (
         summary="one step of a long short-term memory cell, returning (h', c')",
         tests=_tests(values=2, gradients=2, sequence_bptt=3, gates=1, shapes=1, float32=1, device=1, no_mutation=1),
         forbidden=_FORBIDDEN_RNN,
+        call=Function(grad_wrt=("x", "state", "params")),
+        also=(RecurrentCell(state="state", tuple_state=True),),
         public_cases=(
             PublicCase("zero weights: every gate 1/2 and c~ = 0, so c' = c / 2 and h' = tanh(c') / 2",
                        {"x": [[1.0, -1.0]], "state": ([[0.5, -0.5]], [[1.0, -2.0]]), "params": _zeros_like(_LSTM_PARAMS)},
@@ -735,6 +779,7 @@ EXERCISES += (
         tests=_tests(same_model=1, last_linear_replaced=2, frozen=2, untouched=2, forward_backward=2, other_vggs=1,
                      device=1),
         forbidden=(),
+        call=ModuleTransform(model="model"),
         public_cases=(
             PublicCase("VGG-11 (weights=None, on the meta device) with 10 classes",
                        {"model": "vgg11", "num_classes": 10},
@@ -752,6 +797,7 @@ EXERCISES += (
         tests=_tests(values=1, channels=1, gradient_X=1, gradient_K=1, gradient_b=1, stride_padding=2, edge_cases=1,
                      device=1, no_mutation=1),
         forbidden=_CONVOLUTIONS,
+        call=Function(grad_wrt=("X", "K", "b")),
         public_cases=(
             PublicCase(
                 "two input channels summed, plus the bias",
@@ -867,6 +913,7 @@ EXERCISES += (
                 ),
             ),
         ),
+        call=Function(grad_wrt=("X",)),
         public_cases=(
             PublicCase("max, 2x2 windows side by side (stride defaults to the window)",
                        {"X": [[[[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 10.0, 11.0], [12.0, 13.0, 14.0, 15.0]]]],
@@ -914,6 +961,7 @@ EXERCISES += (
                  "aten.cudnn_batch_norm", "aten._batch_norm_with_update", "aten._batch_norm_no_update"),
             ),
         ),
+        call=Function(grad_wrt=("X", "gamma", "beta"), mutates=("running_mean", "running_var")),
         public_cases=(
             PublicCase(
                 "training on (n, c): batch statistics, running statistics updated in place",

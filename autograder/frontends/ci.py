@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from autograder.course import registry
-from autograder.errors import AutogradeError, GraderError, SandboxUnavailable, UnusableInput
+from autograder.errors import INTERNAL, AutogradeError, GraderError, SandboxUnavailable, UnusableInput
 from autograder.report import render
 from autograder.report.common import clip, fraction, one_line, visible
 from autograder.report.json import as_data
@@ -65,7 +65,6 @@ RELEASE_PREFIX = "assignments/"
 REGULAR_FILE_MODES = ("100644", "100755")
 MODE_NAMES = {"120000": "a symbolic link", "160000": "a submodule", "040000": "a directory"}
 CHANGE_NAMES = {"A": "added", "M": "modified", "D": "deleted", "T": "type changed", "U": "unmerged"}
-INTERNAL = "internal grader error (not your fault)"
 
 
 class CannotGrade(AutogradeError):

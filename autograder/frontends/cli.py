@@ -27,7 +27,7 @@ from autograder import hidden
 from autograder.frontends import publish
 from autograder.course import registry
 from autograder.frontends import batch, ci
-from autograder.errors import GraderError, SandboxUnavailable, UnusableInput
+from autograder.errors import INTERNAL_FOR_STAFF, GraderError, SandboxUnavailable, UnusableInput
 from autograder.report import FORMATS, render, text
 from autograder.report.common import clip, one_line
 from autograder.report.results import NotebookResult
@@ -212,5 +212,5 @@ def _internal_error(error: Exception) -> int:
     if os.environ.get("AUTOGRADER_DEBUG") == "1":
         traceback.print_exc(file=sys.stderr)
     detail = one_line(error)
-    _say(f"internal grader error (not the student's fault): {type(error).__name__}" + (f": {detail}" if detail else ""))
+    _say(f"{INTERNAL_FOR_STAFF}: {type(error).__name__}" + (f": {detail}" if detail else ""))
     return EXIT_INTERNAL

@@ -25,13 +25,12 @@ from autograder.course import registry
 from autograder.grading import rng
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.session import StudentError, StudentSession
-from autograder.errors import GraderError, SandboxUnavailable
+from autograder.errors import INTERNAL, GraderError, SandboxUnavailable
 from autograder.grading import seeds
 from autograder.safeio import scrub
 from autograder.report.results import ExerciseResult, NotebookResult, TestResult, exercise_status
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
-INTERNAL = "internal grader error (not your fault)"
 
 
 @dataclass
@@ -225,14 +224,13 @@ def _score(exercise: registry.Exercise, collector: _Collector, forbidden: list[s
         if outcome is None:
             outcome = Outcome(False, "this test did not run (scores 0)", "internal")
         kinds.append(outcome.kind)
-        tests.append(TestResult(name=test_name, passed=outcome.passed, points=points if outcome.passed else 0,
-                                max_points=points, message=outcome.message))
+        earned = points if outcome.passed and not forbidden else 0  # a forbidden call scores the exercise 0
+        tests.append(TestResult(name=test_name, passed=outcome.passed, points=earned, max_points=points,
+                                message=outcome.message))
     score = sum(t.points for t in tests)
     failing = [k for k in kinds if k]
     message = signature_note or ""
     if forbidden:
-        for t in tests:
-            t.points = 0
         return ExerciseResult(exercise.name, 0, exercise.points, "forbidden", tests,
                               "uses a forbidden routine: " + "; ".join(forbidden[:5]))
     if failing and all(k in ("not_implemented", "missing") for k in failing) and score == 0:

@@ -22,16 +22,17 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from autograder.course.conventions import Function, GradsInPlace, ModuleTransform, OptimizerState, TableUpdate
 from autograder.course.registry import BY_NAME, Exercise, PublicCase
 
-__all__ = ["check", "hidden_tests_run_by_the_grader"]
+__all__ = ["check", "hidden_tests_run_by_the_grader", "trial", "Trial", "literal", "compare", "initial_states", "outputs", "named_outputs"]
 
 #: (quantity, actual, expected): one comparison after a call, e.g. ("the output", Y, Y_expected).
 Comparison = tuple[str, Any, Any]
 
 
 @dataclass
-class _Trial:
+class Trial:
     """One public case made concrete: how to call the function and what to compare afterwards."""
 
     args: tuple[Any, ...]
@@ -39,6 +40,15 @@ class _Trial:
     comparisons: Callable[[Any], list[Comparison]]  # the call's result -> what to compare
     earlier_calls: int = 0  # calls made before the compared one (steps of an optimizer), same args
     before_call: Callable[[int], None] | None = None  # run before call i (sets that step's gradients)
+
+    def values(self, exercise: Exercise) -> dict[str, Any]:
+        """The arguments by parameter name."""
+        return {**dict(zip(exercise.parameters(), self.args)), **self.kwargs}
+
+
+def trial(exercise: Exercise, case: PublicCase) -> Trial:
+    """Public case ``case`` as a call of the exercise's calling convention."""
+    return _TRIALS[type(exercise.call)](exercise, case)
 
 
 def check(fn: Callable[..., Any], name: str | None = None) -> None:
@@ -50,12 +60,12 @@ def check(fn: Callable[..., Any], name: str | None = None) -> None:
     """
     exercise = _exercise(fn, name)
     for case in exercise.public_cases:
-        trial = _TRIAL_BUILDERS.get(exercise.name, _function_trial)(exercise, case)
+        made = trial(exercise, case)
         try:
-            for call in range(trial.earlier_calls + 1):
-                if trial.before_call is not None:
-                    trial.before_call(call)
-                result = fn(*trial.args, **trial.kwargs)
+            for call in range(made.earlier_calls + 1):
+                if made.before_call is not None:
+                    made.before_call(call)
+                result = fn(*made.args, **made.kwargs)
         except NotImplementedError:
             print(f"✗ {exercise.name}: not implemented yet (replace `raise NotImplementedError()` with your code)")
             raise
@@ -63,8 +73,8 @@ def check(fn: Callable[..., Any], name: str | None = None) -> None:
             print(f"✗ {exercise.name}: {case.description}: raised {type(error).__name__}: {error}")
             error.add_note(f"(raised by {exercise.name} in the public check '{case.description}')")
             raise
-        for quantity, actual, expected in trial.comparisons(result):
-            _compare(exercise, case, quantity, actual, expected)
+        for quantity, actual, expected in made.comparisons(result):
+            compare(exercise, case, quantity, actual, expected)
         print(f"✓ {exercise.name}: {case.description}")
     count = len(exercise.public_cases)
     passed = "The public check" if count == 1 else f"All {count} public checks"
@@ -95,19 +105,15 @@ def _exercise(fn: Callable[..., Any], name: str | None) -> Exercise:
     return BY_NAME[key]
 
 
-def _parameter_names(exercise: Exercise) -> list[str]:
-    return [part.split("=")[0].strip() for part in exercise.signature.split(",")]
-
-
-def _literal(value: Any, dtype: str | None = None) -> Any:
+def literal(value: Any, dtype: str | None = None) -> Any:
     """Nested lists become tensors (float64 unless ``dtype`` names another), also inside tuples and
     dicts (an LSTM state, a dict of parameters); scalars stay as they are."""
     if isinstance(value, list):
         return torch.tensor(value, dtype=getattr(torch, dtype or "float64"))
     if isinstance(value, tuple):
-        return tuple(_literal(v, dtype) for v in value)
+        return tuple(literal(v, dtype) for v in value)
     if isinstance(value, dict):
-        return {k: _literal(v, dtype) for k, v in value.items()}
+        return {k: literal(v, dtype) for k, v in value.items()}
     return value
 
 
@@ -127,7 +133,7 @@ def _arguments(exercise: Exercise, values: dict[str, Any]) -> tuple[tuple[Any, .
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     gap = False
-    for parameter in _parameter_names(exercise):
+    for parameter in exercise.parameters():
         if parameter not in values:
             gap = True
         elif gap:
@@ -137,23 +143,25 @@ def _arguments(exercise: Exercise, values: dict[str, Any]) -> tuple[tuple[Any, .
     return tuple(args), kwargs
 
 
-def _function_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+def _function_trial(exercise: Exercise, case: PublicCase) -> Trial:
     """A function: compare its output, and check that no input tensor changed.
 
     An ``expected`` dict holds the output under ``"output"`` and, under an input's name, what that
-    input must hold after the call (an input the exercise updates in place); every other input
-    must be left as it was.
+    input must hold after the call (an input the exercise updates in place: ``Function.mutates``);
+    every other input must be left as it was. A tuple output whose elements the convention names
+    (``Function.outputs``) is expected as a dict by those names.
     """
-    values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
+    values = {key: literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
     inputs = {name: tensor for key, value in values.items() for name, tensor in _tensors(value, key).items()}
     originals = {name: tensor.clone() for name, tensor in inputs.items()}
     args, kwargs = _arguments(exercise, values)
-    in_place = dict(case.expected) if isinstance(case.expected, dict) else {"output": case.expected}
-    expected = _literal(in_place.pop("output"))
-    updated = {key: _literal(value, case.dtypes.get(key)) for key, value in in_place.items()}
+    named = exercise.call.outputs if isinstance(exercise.call, Function) else ()
+    in_place = dict(case.expected) if isinstance(case.expected, dict) and not named else {"output": case.expected}
+    expected = in_place.pop("output")
+    updated = {key: literal(value, case.dtypes.get(key)) for key, value in in_place.items()}
 
     def comparisons(result: Any) -> list[Comparison]:
-        out: list[Comparison] = [("the output", result, expected)]
+        out: list[Comparison] = named_outputs(exercise, case, result) if named else outputs(result, expected)
         for key, after in updated.items():
             out.append((f"`{key}` after the call (it is updated in place)", values[key], after))
         for name, before in originals.items():
@@ -161,88 +169,112 @@ def _function_trial(exercise: Exercise, case: PublicCase) -> _Trial:
                 out.append((f"the input `{name}`, which changed (functions must not modify their inputs)", inputs[name], before))
         return out
 
-    return _Trial(args, kwargs, comparisons)
+    return Trial(args, kwargs, comparisons)
 
 
-def _clip_grad_trial(exercise: Exercise, case: PublicCase) -> _Trial:
-    """``{grads: [...], theta}``: one parameter per gradient, ``.grad`` set, clipped in place."""
-    grads = [_literal(grad) for grad in case.args["grads"]]
+def outputs(result: Any, expected: Any) -> list[Comparison]:
+    """The output compared with ``expected`` (a tuple of tensors is compared element by element)."""
+    return [("the output", result, literal(expected))]
+
+
+def named_outputs(exercise: Exercise, case: PublicCase, result: Any) -> list[Comparison]:
+    """A tuple output whose elements ``Function.outputs`` names, expected by name."""
+    named = exercise.call.outputs
+    if not (isinstance(result, (tuple, list)) and len(result) == len(named)):
+        raise AssertionError(f"{exercise.name} must return a tuple ({', '.join(named)}), but returned {_describe(result)}.")
+    return [(f"the returned {name}", value, literal(case.expected[name], case.dtypes.get(name)))
+            for name, value in zip(named, result)]
+
+
+def _grads_in_place_trial(exercise: Exercise, case: PublicCase) -> Trial:
+    """``{grads: [...], options}``: one parameter per gradient, ``.grad`` set, rewritten in place."""
+    convention = exercise.call
+    grads = [literal(grad) for grad in case.args["grads"]]
     params = [torch.zeros_like(grad, requires_grad=True) for grad in grads]
     for param, grad in zip(params, grads):
         param.grad = grad.clone()
-    expected_grads = [_literal(grad) for grad in case.expected["grads"]]
+    expected_grads = [literal(grad) for grad in case.expected["grads"]]
+    values = {convention.params: params, **{k: v for k, v in case.args.items() if k != "grads"}}
+    args, kwargs = _arguments(exercise, values)
 
     def comparisons(result: Any) -> list[Comparison]:
-        out: list[Comparison] = [("the returned norm (before clipping)", result, float(case.expected["norm"]))]
+        out: list[Comparison] = [(f"the returned {convention.returns_what}", result,
+                                  float(case.expected[convention.returns]))]
         for i, (param, grad) in enumerate(zip(params, expected_grads)):
-            out.append((f"`params[{i}].grad` after the call", param.grad, grad))
+            out.append((f"`{convention.params}[{i}].grad` after the call", param.grad, grad))
         return out
 
-    return _Trial((params, case.args["theta"]), {}, comparisons)
+    return Trial(args, kwargs, comparisons)
 
 
-def _adam_step_trial(exercise: Exercise, case: PublicCase) -> _Trial:
-    """``{params, grads, lr, t, ...}``: parameters with ``.grad`` set and zero states, updated in place."""
-    params = [_literal(param).requires_grad_() for param in case.args["params"]]
-    for param, grad in zip(params, case.args["grads"]):
-        param.grad = _literal(grad)
-    states = [(torch.zeros_like(param), torch.zeros_like(param)) for param in params]
-    options = {key: value for key, value in case.args.items() if key not in ("params", "grads", "lr", "t")}
-    expected_params = [_literal(param) for param in case.expected["params"]]
+def initial_states(convention: OptimizerState, params: Sequence[torch.Tensor]) -> list[Any]:
+    """Zero states shaped like each parameter, in the convention's layout."""
+    if isinstance(convention.state_layout, str):
+        return [torch.zeros_like(param) for param in params]
+    return [tuple(torch.zeros_like(param) for _ in convention.state_layout) for param in params]
+
+
+def _optimizer_state_trial(exercise: Exercise, case: PublicCase) -> Trial:
+    """``{params, grads | steps, hyperparameters}``: leaves with zero states in the convention's
+    layout; one call per step of gradients (``.grad`` set before each call); the parameters (and
+    the states, when ``expected`` gives them) compared after the last step."""
+    convention = exercise.call
+    params = [literal(param).requires_grad_() for param in case.args[convention.params]]
+    steps = case.args["steps"] if "steps" in case.args else [case.args["grads"]]
+    states = initial_states(convention, params)
+    values = {**{k: v for k, v in case.args.items() if k not in ("grads", "steps")}, convention.params: params,
+              convention.states: states}
+    args, kwargs = _arguments(exercise, values)
+    after = "after the step" if "steps" not in case.args else f"after {len(steps)} step{'s' if len(steps) > 1 else ''}"
+
+    def set_gradients(call: int) -> None:
+        for param, grad in zip(params, steps[call]):
+            param.grad = literal(grad)
+
+    set_gradients(0)  # ready for a first call even without ``before_call``
 
     def comparisons(result: Any) -> list[Comparison]:
-        return [
-            (f"`params[{i}]` after the step", param.detach(), expected)
-            for i, (param, expected) in enumerate(zip(params, expected_params))
-        ]
+        out: list[Comparison] = [(f"`{convention.params}[{i}]` {after}", param.detach(), literal(want))
+                                 for i, (param, want) in enumerate(zip(params, case.expected[convention.params]))]
+        if "states" in case.expected:
+            out += [(f"`{convention.states}[{i}]` {after}", state, literal(want))
+                    for i, (state, want) in enumerate(zip(states, case.expected["states"]))]
+        return out
 
-    return _Trial((params, states, case.args["lr"], case.args["t"]), options, comparisons)
+    return Trial(args, kwargs, comparisons, len(steps) - 1, set_gradients)
 
 
-def _q_learning_update_trial(exercise: Exercise, case: PublicCase) -> _Trial:
-    """``Q`` updated in place; the TD error is returned."""
-    values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
+def _table_update_trial(exercise: Exercise, case: PublicCase) -> Trial:
+    """The table updated in place; a number is returned."""
+    convention = exercise.call
+    values = {key: literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
     args, kwargs = _arguments(exercise, values)
 
     def comparisons(result: Any) -> list[Comparison]:
         return [
-            ("the returned TD error", result, float(case.expected["td_error"])),
-            ("`Q` after the update", values["Q"], _literal(case.expected["Q"])),
+            (f"the returned {convention.returns_what}", result, float(case.expected[convention.returns])),
+            (f"`{convention.table}` after the update", values[convention.table], literal(case.expected[convention.table])),
         ]
 
-    return _Trial(args, kwargs, comparisons)
+    return Trial(args, kwargs, comparisons)
 
 
-def _value_iteration_trial(exercise: Exercise, case: PublicCase) -> _Trial:
-    """A pair ``(V, policy)`` is returned: V compared as floats, the policy exactly (int64)."""
-    values = {key: _literal(value, case.dtypes.get(key)) for key, value in case.args.items()}
-    args, kwargs = _arguments(exercise, values)
-
-    def comparisons(result: Any) -> list[Comparison]:
-        if not (isinstance(result, (tuple, list)) and len(result) == 2):
-            raise AssertionError(f"{exercise.name} must return a pair (V, policy), but returned {_describe(result)}.")
-        V, policy = result
-        return [("the returned V", V, _literal(case.expected["V"])),
-                ("the returned policy", policy, _literal(case.expected["policy"], "int64"))]
-
-    return _Trial(args, kwargs, comparisons)
-
-
-def _replace_classifier_trial(exercise: Exercise, case: PublicCase) -> _Trial:
+def _module_transform_trial(exercise: Exercise, case: PublicCase) -> Trial:
     """``{model: a torchvision builder name, num_classes}``: the model built on the ``meta`` device
     (``weights=None``: no download, no memory), transformed, then counted and run on meta inputs."""
     from torchvision import models
 
+    convention = exercise.call
     with torch.device("meta"):
-        model = getattr(models, case.args["model"])(weights=None)
+        model = getattr(models, case.args[convention.model])(weights=None)
+    values = {**case.args, convention.model: model}
+    args, kwargs = _arguments(exercise, values)
     expected = case.expected
 
     def comparisons(result: Any) -> list[Comparison]:
         return _model_comparisons(model, result, expected)
 
-    return _Trial((model, case.args["num_classes"]), {}, comparisons)
-
-
+    return Trial(args, kwargs, comparisons)
 def _model_comparisons(model: Any, result: Any, expected: dict[str, Any]) -> list[Comparison]:
     last = model.classifier[-1]
     shape = [getattr(last, "in_features", -1), getattr(last, "out_features", -1)]
@@ -269,49 +301,20 @@ def _count_list(values: list[int]) -> torch.Tensor:
     return torch.tensor([float(v) for v in values], dtype=torch.float64)
 
 
-#: Exercises whose cases are not "call, then compare the output" (in-place updates, models).
-def _optimizer_trial(exercise: Exercise, case: PublicCase) -> _Trial:
-    """``{params, steps, lr, ...}``: one zero state per parameter, then one call per step of
-    gradients (``.grad`` set before each call); parameters and states compared after the last."""
-    params = [_literal(param).requires_grad_() for param in case.args["params"]]
-    states = [torch.zeros_like(param) for param in params]
-    options = {key: value for key, value in case.args.items() if key not in ("params", "steps", "lr")}
-    steps = case.args["steps"]
-    state_name = _parameter_names(exercise)[1]
-
-    def set_gradients(call: int) -> None:
-        for param, grad in zip(params, steps[call]):
-            param.grad = _literal(grad)
-
-    def comparisons(result: Any) -> list[Comparison]:
-        after = f"after {len(steps)} step{'s' if len(steps) > 1 else ''}"
-        out: list[Comparison] = [(f"`params[{i}]` {after}", param.detach(), _literal(want))
-                                 for i, (param, want) in enumerate(zip(params, case.expected["params"]))]
-        out += [(f"`{state_name}[{i}]` {after}", state, _literal(want))
-                for i, (state, want) in enumerate(zip(states, case.expected["states"]))]
-        return out
-
-    return _Trial((params, states, case.args["lr"]), options, comparisons, len(steps) - 1, set_gradients)
-
-
-#: Exercises whose cases are not "call, then compare the output" (in-place updates).
-_TRIAL_BUILDERS: dict[str, Callable[[Exercise, PublicCase], _Trial]] = {
-    "clip_grad": _clip_grad_trial,
-    "adam_step": _adam_step_trial,
-    "q_learning_update": _q_learning_update_trial,
-    "sarsa_update": _q_learning_update_trial,
-    "value_iteration": _value_iteration_trial,
-    "replace_classifier": _replace_classifier_trial,
-    "sgd_momentum_step": _optimizer_trial,
-    "adagrad_step": _optimizer_trial,
-    "rmsprop_step": _optimizer_trial,
+#: Calling convention -> how a public case becomes a call and its comparisons.
+_TRIALS: dict[type, Callable[[Exercise, PublicCase], Trial]] = {
+    Function: _function_trial,
+    GradsInPlace: _grads_in_place_trial,
+    OptimizerState: _optimizer_state_trial,
+    TableUpdate: _table_update_trial,
+    ModuleTransform: _module_transform_trial,
 }
 
 
 # -- comparing --------------------------------------------------------------------------------
 
 
-def _compare(exercise: Exercise, case: PublicCase, quantity: str, actual: Any, expected: Any) -> None:
+def compare(exercise: Exercise, case: PublicCase, quantity: str, actual: Any, expected: Any) -> None:
     """``assert_close`` with the exercise's tolerance; a Python float is expected as a float or 0-d tensor."""
     if isinstance(expected, tuple):  # a tuple of tensors, such as an LSTM's (h', c')
         if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
@@ -319,7 +322,7 @@ def _compare(exercise: Exercise, case: PublicCase, quantity: str, actual: Any, e
             raise AssertionError(f"{exercise.name}: public check '{case.description}' failed on {quantity}: expected a "
                                  f"tuple of {len(expected)} tensors, got {_describe(actual)}.") from None
         for index, (part, wanted) in enumerate(zip(actual, expected)):
-            _compare(exercise, case, f"{quantity}[{index}]", part, wanted)
+            compare(exercise, case, f"{quantity}[{index}]", part, wanted)
         return
     try:
         if isinstance(expected, torch.Tensor):

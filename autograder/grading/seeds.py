@@ -65,7 +65,7 @@ def derive_seed(assignment: str, sources: Sequence[str]) -> int:
 def fingerprint() -> str:
     """The grader's fingerprint: a digest of everything verdicts depend on (engine, suites,
     reference, registry), the same one ``grade-batch`` records, plus the torch version."""
-    from autograder.frontends.batch.discover import grader_fingerprint  # the one digest batch records
+    from autograder.course.fingerprint import grader_fingerprint  # the one digest batch records
 
     import torch
 

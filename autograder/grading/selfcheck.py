@@ -18,40 +18,77 @@ import torch
 from autograder.submission import notebook as nbio
 from autograder.grading import public
 from autograder.course import registry
+from autograder.course.conventions import Function, GradsInPlace, ModuleTransform, OptimizerState, TableUpdate
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.session import StudentError, StudentSession
 from autograder.report.results import ExerciseResult, NotebookResult, TestResult, exercise_status
 
 
 def _run_case(session: StudentSession, exercise: registry.Exercise, case: registry.PublicCase) -> list[tuple[str, Any, Any]]:
-    """Call the student's function on one public case; return (quantity, actual, expected) triples."""
-    lit = public._literal
-    name = exercise.name
-    if name == "clip_grad":
-        grads = [lit(g) for g in case.args["grads"]]
-        out = session.run("clip_grad", name, {"params": [g * 0 for g in grads], "steps": [grads],
-                                              "theta": case.args["theta"]})
-        triples = [("returned norm (before clipping)", out["returned"][0], float(case.expected["norm"]))]
-        triples += [(f"params[{i}].grad after the call", g, lit(e))
-                    for i, (g, e) in enumerate(zip(out["grads"][0], case.expected["grads"]))]
-        return triples
-    if name == "adam_step":
-        out = session.run("adam", name, {"params": [lit(p) for p in case.args["params"]],
-                                         "steps": [[lit(g) for g in case.args["grads"]]], "lr": case.args["lr"]})
-        return [(f"params[{i}] after the step", p, lit(e))
-                for i, (p, e) in enumerate(zip(out["params"][0], case.expected["params"]))]
-    if name == "replace_classifier":
-        n = case.expected["output_shape"][0]
-        out = session.run("module_transform", name, {"builder": case.args["model"], "call_args": [case.args["num_classes"]],
-                                                     "inputs": torch.empty(n, 3, 32, 32)}, device="meta")
-        return _model_triples(out, case.expected)
-    values = {k: lit(v, case.dtypes.get(k)) for k, v in case.args.items()}
-    if name == "q_learning_update":
-        out = session.run("q_update", name, values)
-        return [("returned TD error", out["returned"], float(case.expected["td_error"])),
-                ("Q after the update", out["Q_after"], lit(case.expected["Q"]))]
-    result = session.vjp(name, values)
-    return [("output", result.output, lit(case.expected))]
+    """Call the student's function on one public case in the worker, through its calling
+    convention; return (quantity, actual, expected) triples, labelled as the public checks label them."""
+    return _CASES[type(exercise.call)](session, exercise, case)
+
+
+def _function_case(session: StudentSession, exercise: registry.Exercise, case: registry.PublicCase) -> list:
+    values = {k: public.literal(v, case.dtypes.get(k)) for k, v in case.args.items()}
+    result = session.vjp(exercise.name, values)
+    if exercise.call.outputs:  # a tuple output with named elements
+        return public.named_outputs(exercise, case, result.output)
+    if isinstance(case.expected, dict):  # the output and the inputs the function mutates by contract
+        triples = public.outputs(result.output, case.expected["output"])
+        return triples + [(f"`{k}` after the call (it is updated in place)", result.inputs_after.get(k),
+                           public.literal(v, case.dtypes.get(k)))
+                          for k, v in case.expected.items() if k != "output"]
+    return public.outputs(result.output, case.expected)
+
+
+def _grads_in_place_case(session: StudentSession, exercise: registry.Exercise, case: registry.PublicCase) -> list:
+    convention = exercise.call
+    grads = [public.literal(g) for g in case.args["grads"]]
+    options = {k: v for k, v in case.args.items() if k != "grads"}
+    out = session.run(exercise.name, {convention.params: [g * 0 for g in grads], "steps": [grads], **options})
+    triples = [(f"the returned {convention.returns_what}", out["returned"][0], float(case.expected[convention.returns]))]
+    return triples + [(f"`{convention.params}[{i}].grad` after the call", g, public.literal(e))
+                      for i, (g, e) in enumerate(zip(out["grads"][0], case.expected["grads"]))]
+
+
+def _optimizer_state_case(session: StudentSession, exercise: registry.Exercise, case: registry.PublicCase) -> list:
+    convention = exercise.call
+    steps = case.args["steps"] if "steps" in case.args else [case.args["grads"]]
+    args = {k: v for k, v in case.args.items() if k not in ("grads", "steps", convention.params, convention.step)}
+    out = session.run(exercise.name, {convention.params: [public.literal(p) for p in case.args[convention.params]],
+                                      "steps": [[public.literal(g) for g in step] for step in steps], **args})
+    after = "after the step" if "steps" not in case.args else f"after {len(steps)} step{'s' if len(steps) > 1 else ''}"
+    triples = [(f"`{convention.params}[{i}]` {after}", p, public.literal(e))
+               for i, (p, e) in enumerate(zip(out["params"][-1], case.expected[convention.params]))]
+    if "states" in case.expected:
+        single = isinstance(convention.state_layout, str)
+        triples += [(f"`{convention.states}[{i}]` {after}", state[0] if single else tuple(state), public.literal(e))
+                    for i, (state, e) in enumerate(zip(out["states"], case.expected["states"]))]
+    return triples
+
+
+def _table_update_case(session: StudentSession, exercise: registry.Exercise, case: registry.PublicCase) -> list:
+    convention = exercise.call
+    out = session.run(exercise.name, {k: public.literal(v, case.dtypes.get(k)) for k, v in case.args.items()})
+    return [(f"the returned {convention.returns_what}", out["returned"], float(case.expected[convention.returns])),
+            (f"`{convention.table}` after the update", out[f"{convention.table}_after"],
+             public.literal(case.expected[convention.table]))]
+
+
+def _module_transform_case(session: StudentSession, exercise: registry.Exercise, case: registry.PublicCase) -> list:
+    convention = exercise.call
+    n = case.expected["output_shape"][0]
+    call_args = [v for k, v in case.args.items() if k != convention.model]
+    out = session.run(exercise.name, {"builder": case.args[convention.model], "call_args": call_args,
+                                      "inputs": torch.empty(n, 3, 32, 32)}, device="meta")
+    return _model_triples(out, case.expected)
+
+
+#: Calling convention -> how a public case runs in the worker.
+_CASES = {Function: _function_case, GradsInPlace: _grads_in_place_case, OptimizerState: _optimizer_state_case,
+          TableUpdate: _table_update_case, ModuleTransform: _module_transform_case}
 
 
 def _model_triples(out: dict[str, Any], expected: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -79,7 +116,7 @@ def _check_exercise(session: StudentSession, exercise: registry.Exercise) -> Exe
     for case in exercise.public_cases:
         try:
             for quantity, actual, expected in _run_case(session, exercise, case):
-                public._compare(exercise, case, quantity, actual, expected)
+                public.compare(exercise, case, quantity, actual, expected)
             tests.append(TestResult(f"public: {case.description}", True, 1, 1))
         except StudentError as exc:
             if exc.kind in ("not_implemented", "missing"):

@@ -4,14 +4,29 @@ nbgrader gradebook, class report)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-Status = Literal["passed", "partial", "failed", "not_attempted", "forbidden", "error", "timeout"]
-STATUSES: tuple[str, ...] = ("passed", "partial", "failed", "not_attempted", "forbidden", "error", "timeout")
+from enum import StrEnum
+from typing import Any
 
 
-@dataclass
+class Status(StrEnum):
+    """The outcome of an exercise. A ``str``: compares, formats and serialises as its value."""
+
+    PASSED = "passed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not_attempted"
+    FORBIDDEN = "forbidden"
+    ERROR = "error"  # the student's code crashed the worker, or the grader failed (see errors.INTERNAL)
+    TIMEOUT = "timeout"
+
+
+STATUSES: tuple[str, ...] = tuple(status.value for status in Status)
+
+
+@dataclass(frozen=True)
 class TestResult:
+    """One hidden (or public) test: its points are decided once, when it is scored."""
+
     __test__ = False  # not a pytest test class
 
     name: str
@@ -30,12 +45,15 @@ class ExerciseResult:
     tests: list[TestResult] = field(default_factory=list)
     message: str = ""  # exercise-level explanation (forbidden call, timeout, missing function...)
 
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # a known outcome, or ValueError
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "score": self.score,
             "max_score": self.max_score,
-            "status": self.status,
+            "status": self.status.value,
             "message": self.message,
             "tests": [asdict(t) for t in self.tests],
         }
@@ -122,7 +140,7 @@ class NotebookResult:
 def exercise_status(tests: list[TestResult]) -> Status:
     """passed / partial / failed from test outcomes (other statuses are decided by the engine)."""
     if tests and all(t.passed for t in tests):
-        return "passed"
+        return Status.PASSED
     if any(t.passed and t.points > 0 for t in tests):
-        return "partial"
-    return "failed"
+        return Status.PARTIAL
+    return Status.FAILED

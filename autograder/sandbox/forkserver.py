@@ -114,7 +114,7 @@ class Slot:
         self.max_uses = max_uses
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
-        self.log: Any = None  # client._Tail of the zygote's own output
+        self.log: Any = None  # session.OutputTail of the zygote's own output
         self.generation = 0
         self.uses = 0
         self.ready: dict[str, Any] | None = None
@@ -170,9 +170,9 @@ class Slot:
                 for fd in fds:
                     os.close(fd)
             self.sock = ours
-            from autograder.sandbox.session import _Tail  # imports torch: after the sandbox has started importing its own
+            from autograder.sandbox.session import OutputTail  # imports torch: after the sandbox has started importing its own
 
-            self.log = _Tail(self.proc.stdout)
+            self.log = OutputTail(self.proc.stdout)
             self.generation += 1
             self.starts += 1
             self.uses = 0

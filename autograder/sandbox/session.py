@@ -5,52 +5,10 @@ sends data (tensors as safetensors, the rest as JSON) to the worker, which runs 
 function inside the sandbox through a named *harness* (``autograder/worker/harness.py``) and sends
 back data. Nothing the worker returns is ever executed or unpickled here.
 
-Harnesses (``session.run(harness, function, args)``) and what they return (decoded values; a tensor
-the student returned that could not be sent, e.g. a subclass, arrives as ``protocol.Bad``):
-
-``vjp``        — see :meth:`StudentSession.vjp`.
-``clip_grad``  — args ``params: list[Tensor]``, ``steps: list[list[Tensor | None]]`` (the gradient
-                 of each parameter at each step; ``None`` leaves ``.grad`` unset), ``theta``.
-                 Before each step every ``p.grad`` is set to a fresh copy of that step's gradient,
-                 then ``clip_grad(params, theta)`` is called. Returns ``{"returned": [value per
-                 step], "grads": [[Tensor | None per param] per step], "params_after": [Tensor],
-                 "same_grad_objects": [bool per step]}`` (``same_grad_objects``: every ``p.grad``
-                 after the call is the very tensor object set before it, storage included).
-``adam``       — args ``params: list[Tensor]``, ``steps: list[list[Tensor]]``, ``lr``, and
-                 optionally ``beta1``, ``beta2``, ``eps`` (omitted keys are not passed, so the
-                 student's defaults apply). Parameters become leaf tensors with
-                 ``requires_grad=True``; states are ``[(zeros_like(p), zeros_like(p))]``; for
-                 t = 1..T: ``p.grad = step grad``, ``adam_step(params, states, lr, t, ...)``.
-                 Returns ``{"params": [[Tensor per param] per step], "states": [[v, s] per param],
-                 "returned": [value per step], "same_objects": bool, "history_free": bool,
-                 "grads_kept": bool}``.
-``optimizer_state`` — ``adam``'s convention parametrised by the state's layout and the options:
-                 args ``params``, ``steps``, ``lr``, ``options: dict`` (passed by keyword; absent keys
-                 are not passed), ``state_size`` (zero tensors like each parameter: one = a bare
-                 tensor, more = a tuple), ``step_number`` (pass the 1-based t after ``lr``). Returns
-                 data only: ``{"params": [[Tensor per param] per step], "states": [[Tensor per state
-                 tensor] per param], "grads": [[Tensor | None per param] per step], "returned":
-                 [value per step], "identities_before"/"identities_after": [[id, data_ptr] per param
-                 then per state tensor], "params_autograd": [[is_leaf, requires_grad, has grad_fn]],
-                 "states_autograd": [[has grad_fn per state tensor]]}``; the grader judges.
-``q_update``   — args ``Q`` then the update's other arguments in signature order (``s, a, r, s_next,
-                 done, alpha, gamma``; SARSA adds ``a_next``), passed positionally after a fresh
-                 copy of ``Q``. Returns ``{"returned": value, "Q_after": Tensor, "same_object": bool}``.
-``q_train``    — args ``desc: list[str]`` (a FrozenLake map), ``episodes``, ``max_steps``,
-                 ``alpha``, ``gamma``, ``epsilon``, ``seed``. The worker runs the grader's
-                 epsilon-greedy loop on gymnasium's FrozenLake (is_slippery=False) with that map,
-                 calling the student's update at every step. Returns ``{"Q": Tensor,
-                 "transitions": Tensor (N, 5) float64 rows [s, a, r, s_next, done]}``; the grader
-                 re-checks every transition against its own copy of the environment and replays
-                 them through the reference.
-``td_episodes`` — the general episode loop: args ``env`` (a gymnasium id), ``env_kwargs``,
-                 ``episodes``, ``max_steps``, ``max_total_steps`` (optional), ``gamma``, ``epsilon``,
-                 ``seed``, ``alphas`` (``[[first
-                 episode, alpha], ...]``) and ``call`` (the update's parameter names in order, from
-                 ``Q, s, a, r, s_next, a_next, done, alpha, gamma``; naming ``a_next`` makes the loop
-                 on-policy). Epsilon-greedy with random tie-breaking from a zero float64 table.
-                 Returns ``{"Q": Tensor, "transitions": Tensor (N, 6) float64 rows [s, a, r, s_next,
-                 a_next, done]}`` (``a_next`` = -1 off-policy); the grader checks and replays them.
+How each exercise is called is its calling convention, declared with the exercise
+(``autograder/course/conventions.py``, which documents each one): :meth:`StudentSession.vjp` for a
+``Function``, :meth:`StudentSession.run` for the others. A tensor the student returned that could
+not be sent (e.g. a subclass) arrives as ``protocol.Bad``.
 
 Errors of the student's code raise :class:`StudentError`; the session restarts a dead worker on
 the next call, so one crash costs only the call that caused it.
@@ -71,6 +29,7 @@ import torch
 from autograder.errors import GraderError
 from autograder import limits as bounds
 from autograder.safeio import exception_summary, scrub
+from autograder.course import registry
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.worker import protocol
 
@@ -126,6 +85,11 @@ class VJPResult:
     #: "grad_fn": str | None (the autograd node it now hangs from), "requires_grad": bool}``
     input_facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def no_history(self, name: str) -> bool:
+        """Input ``name`` records no autograd history after the call (a fact the grader derives)."""
+        facts = self.input_facts.get(name)
+        return isinstance(facts, dict) and "grad_fn" in facts and facts["grad_fn"] is None
+
     @property
     def output(self) -> Any:
         return self.calls[0].output
@@ -153,7 +117,7 @@ class LoadProblem:
     message: str
 
 
-class _Tail:
+class OutputTail:
     """Drains a stream in a thread, keeping only its last ``limit`` bytes (output floods are cheap)."""
 
     def __init__(self, stream, limit: int = 8192) -> None:
@@ -200,7 +164,7 @@ class WorkerProcess:
         self.launcher = launcher
         if launcher is not None:  # a warm worker forked in its sandbox (``forkserver.Slot``)
             self.proc, self.requests, self.replies = launcher.start_worker(device)
-            self.output = _Tail(self.proc.stdout)
+            self.output = OutputTail(self.proc.stdout)
             self.dead = None
             self.sandboxed = sandboxed
             return
@@ -217,7 +181,7 @@ class WorkerProcess:
             spec.close()
         self.requests = os.fdopen(req_w, "wb")
         self.replies = os.fdopen(rep_r, "rb")
-        self.output = _Tail(self.proc.stdout)
+        self.output = OutputTail(self.proc.stdout)
         self.dead: str | None = None
         self.sandboxed = sandboxed
 
@@ -553,10 +517,11 @@ class StudentSession:
         did to it (in-place writes, autograd history) in ``input_facts``.
         """
         encoder = protocol.Encoder()
-        header = {"op": "call", "harness": "vjp", "function": function,
+        header = {"op": "call", "harness": "function", "function": function,
                   "args": {k: encoder(v) for k, v in args.items()}, "grad_wrt": list(grad_wrt),
                   "upstream": encoder(upstream), "repeat": int(repeat), "device": device or self.device,
-                  "layouts": dict(layouts or {})}
+                  "layouts": dict(layouts or {}),
+                  "signature": registry.BY_NAME[function].parameters() if function in registry.BY_NAME else []}
         value = self._call(header, encoder.tensors, timeout)
         if not isinstance(value, dict) or not isinstance(value.get("calls"), list):
             raise StudentError("protocol", "the worker's reply was malformed")
@@ -577,16 +542,23 @@ class StudentSession:
         return VJPResult(calls=calls, inputs_after=inputs_after, forbidden=list(self._forbidden.get(function, [])),
                          input_facts=facts)
 
-    def run(self, harness: str, function: str, args: dict[str, Any], *, device: str | None = None,
+    def run(self, function: str, args: dict[str, Any], *, how: str | None = None, device: str | None = None,
             timeout: float | None = None) -> dict[str, Any]:
+        """Call exercise ``function`` the way its calling convention says (``Exercise.call``, or the
+        convention of ``Exercise.also`` whose harness is ``how``). The worker's harness replies with
+        data; the convention's ``facts`` derive, here in the grader, every fact a score depends on
+        (see ``autograder/course/conventions.py``)."""
+        convention = registry.BY_NAME[function].convention(how)
+        signature = registry.BY_NAME[function].parameters()
         encoder = protocol.Encoder()
-        header = {"op": "call", "harness": harness, "function": function,
-                  "args": {k: encoder(v) for k, v in args.items()}, "device": device or self.device}
+        header = {"op": "call", "harness": convention.harness, "convention": convention.spec(signature),
+                  "function": function, "args": {k: encoder(v) for k, v in args.items()},
+                  "device": device or self.device}
         value = self._call(header, encoder.tensors, timeout)
-        problem = "not a dict" if not isinstance(value, dict) else reply_problem(harness, value, args)
+        problem = "not a dict" if not isinstance(value, dict) else reply_problem(convention, value, args)
         if problem:  # the student's process wrote it: a malformed reply fails this call, nothing else
             raise StudentError("protocol", f"the worker's reply was malformed ({problem})")
-        return value
+        return convention.facts(value, args)
 
     @property
     def forbidden(self) -> dict[str, list[str]]:
@@ -607,68 +579,77 @@ def _tensors(v: Any, n: int, none: bool = False) -> bool:
     return isinstance(v, list) and len(v) == n and all(_tensor(x) or (none and x is None) for x in v)
 
 
-def _bools(v: Any, n: int) -> bool:
-    return isinstance(v, list) and len(v) == n and all(type(x) is bool for x in v)
+def _identities(v: Any, n: int) -> bool:
+    """``n`` identities read back by the worker: ``[id, data_ptr]`` int pairs, or None (no tensor)."""
+    return isinstance(v, list) and len(v) == n and all(
+        x is None or (isinstance(x, list) and len(x) == 2 and all(type(i) is int for i in x)) for x in v)
 
 
-def _clip_grad_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
-    steps, n = len(args["steps"]), len(args["params"])
+def _grads_in_place_problem(convention: Any, v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    steps, n = len(args["steps"]), len(args[convention.params])
     if not (isinstance(v.get("returned"), list) and len(v["returned"]) == steps):
         return "returned"
     if not (isinstance(v.get("grads"), list) and len(v["grads"]) == steps and all(_tensors(g, n, True) for g in v["grads"])):
         return "grads"
     if not _tensors(v.get("params_after"), n):
         return "params_after"
-    if "same_grad_objects" in v and not _bools(v["same_grad_objects"], steps):
-        return "same_grad_objects"
-    return None
-
-
-def _adam_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
-    steps, n = len(args["steps"]), len(args["params"])
-    if not (isinstance(v.get("params"), list) and len(v["params"]) == steps and all(_tensors(p, n) for p in v["params"])):
-        return "params"
-    if not (isinstance(v.get("states"), list) and len(v["states"]) == n and all(_tensors(s, 2) for s in v["states"])):
-        return "states"
-    if not (isinstance(v.get("returned"), list) and len(v["returned"]) == steps):
-        return "returned"
-    for key in ("same_objects", "history_free", "grads_kept"):
-        if key in v and type(v[key]) is not bool:
+    for key in ("grad_identity_before", "grad_identity_after"):
+        if not (isinstance(v.get(key), list) and len(v[key]) == steps and all(_identities(x, n) for x in v[key])):
             return key
     return None
 
 
-def _q_update_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
-    if "returned" not in v:
+def _optimizer_state_problem(convention: Any, v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    steps, n, size = len(args["steps"]), len(args[convention.params]), len(convention.state_names())
+    if not (isinstance(v.get("params"), list) and len(v["params"]) == steps and all(_tensors(p, n) for p in v["params"])):
+        return "params"
+    if not (isinstance(v.get("states"), list) and len(v["states"]) == n and all(_tensors(s, size) for s in v["states"])):
+        return "states"
+    if not (isinstance(v.get("returned"), list) and len(v["returned"]) == steps):
         return "returned"
-    if not _tensor(v.get("Q_after")):
-        return "Q_after"
-    if "same_object" in v and type(v["same_object"]) is not bool:
-        return "same_object"
+    for key in ("grads_after", "grads"):
+        if not (isinstance(v.get(key), list) and len(v[key]) == steps and all(_tensors(g, n, True) for g in v[key])):
+            return key
+    for key in ("identity_before", "identity_after", "identities_before", "identities_after"):
+        if not _identities(v.get(key), n + n * size):
+            return key
     return None
 
 
-def _q_train_problem(v: dict[str, Any], args: dict[str, Any]) -> str | None:
-    if not _tensor(v.get("Q")):
-        return "Q"
+def _table_update_problem(convention: Any, v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    if "returned" not in v:
+        return "returned"
+    if not _tensor(v.get(f"{convention.table}_after")):
+        return f"{convention.table}_after"
+    for key in ("identity_before", "identity_after"):
+        if not _identities([v.get(key)], 1):
+            return key
+    return None
+
+
+def _episode_loop_problem(convention: Any, v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    if not _tensor(v.get(convention.table)):
+        return convention.table
     t = v.get("transitions")
     most = int(args["episodes"]) * int(args["max_steps"])  # the grader's loop cannot make more
-    if not (_tensor(t) and t.dim() == 2 and t.shape[1] == 5 and t.shape[0] <= most):
+    if not (_tensor(t) and t.dim() == 2 and t.shape[1] == 6 and t.shape[0] <= most):
         return "transitions"
     return None
 
 
-REPLY_SCHEMAS = {"clip_grad": _clip_grad_problem, "adam": _adam_problem, "q_update": _q_update_problem,
-                 "q_train": _q_train_problem}
+#: Convention harness -> the shape its reply must have.
+REPLY_SCHEMAS = {"grads_in_place": _grads_in_place_problem, "optimizer_state": _optimizer_state_problem,
+                 "table_update": _table_update_problem, "episode_loop": _episode_loop_problem}
 
 
-def reply_problem(harness: str, value: dict[str, Any], args: dict[str, Any]) -> str | None:
-    """None when a harness's decoded reply has the shape its suite relies on, else the first bad key.
-    Add a schema here with every new harness (lengths from the request, plain tensors, bools)."""
-    check = REPLY_SCHEMAS.get(harness)
+def reply_problem(convention: Any, value: dict[str, Any], args: dict[str, Any]) -> str | None:
+    """None when a convention's decoded reply has the shape its facts and suite rely on, else the
+    first bad key. Add a schema here with every new convention (lengths from the request, plain
+    tensors, identities)."""
+    check = REPLY_SCHEMAS.get(convention.harness)
     if check is None:  # a harness without a schema yet: its suite checks every value it reads
         return None
     try:
-        return check(value, args)
+        return check(convention, value, args)
     except (KeyError, TypeError, ValueError):
         return "unexpected structure"

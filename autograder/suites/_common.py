@@ -154,10 +154,11 @@ def vjp_on(student: StudentSession, function: str, args: dict[str, Any], device:
     return _on_device(student, device, function, lambda: student.vjp(function, args, device=device, **kwargs))
 
 
-def run_on(student: StudentSession, harness: str, function: str, args: dict[str, Any], device: str,
+def run_on(student: StudentSession, function: str, args: dict[str, Any], device: str,
            **kwargs: Any) -> dict[str, Any] | None:
-    """``student.run`` on ``device``, with the same device handling as :func:`vjp_on`."""
-    return _on_device(student, device, function, lambda: student.run(harness, function, args, device=device, **kwargs))
+    """``student.run`` (the exercise's calling convention) on ``device``, with the same device
+    handling as :func:`vjp_on`."""
+    return _on_device(student, device, function, lambda: student.run(function, args, device=device, **kwargs))
 
 
 def _on_device(student: StudentSession, device: str, function: str, call: Callable[[], Any]) -> Any:

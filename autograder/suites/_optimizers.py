@@ -82,7 +82,7 @@ def run(student, exercise: str, params, steps, lr: float, options: Mapping[str, 
     """The student's step through the harness on ``device`` (None: an inconclusive meta run)."""
     args = {"params": [p.to(dtype) for p in params], "steps": [[g.to(dtype) for g in step] for step in steps],
             "lr": lr, "options": dict(options), "state_size": 1}
-    return run_on(student, HARNESS, exercise, args, device)
+    return run_on(student, exercise, args, device)
 
 
 #: Magnitudes of the gradients (times a test's scale). Bounded away from zero so that eps decides

@@ -91,7 +91,7 @@ def run(student, spec: CellSpec, problem: Problem, device: str, *, upstream: Seq
     args = {"xs": problem.xs, "state": list(problem.state), "params": dict(problem.params),
             "tuple_state": spec.tuple_state, "upstream": None if upstream is None else list(upstream),
             "layouts": dict(layouts or {})}
-    return run_on(student, "recurrent_cell", spec.exercise, args, device)
+    return run_on(student, spec.exercise, args, device, how="recurrent_cell")
 
 
 def unroll(cell: Cell, spec: CellSpec, problem: Problem) -> list[list[torch.Tensor]]:

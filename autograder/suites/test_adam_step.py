@@ -1,7 +1,7 @@
 """Hidden tests of ``adam_step(params, states, lr, t, beta1=0.9, beta2=0.999, eps=1e-8)``
-(EXERCISES.md §6): one Adam update with bias correction, in place, without autograd history.
+(docs/exercises.md §6): one Adam update with bias correction, in place, without autograd history.
 
-Runs through the ``adam`` harness (see ``autograder/sandbox/session.py``): leaf parameters with
+Runs through its calling convention, ``OptimizerState`` (``autograder/course/conventions.py``): leaf parameters with
 ``requires_grad=True``, zero states, and for t = 1..T ``p.grad = step gradient`` then
 ``adam_step(params, states, lr, t, ...)``. Expected trajectories come from ``torch.optim.Adam``
 run here in float64 on the CPU; known mistakes are the same update written out with one thing
@@ -121,7 +121,7 @@ def _mistakes(params, steps, lr, options):
 def _run(student, params, steps, lr, options, device, dtype=FLOAT64):
     args = {"params": [p.to(dtype) for p in params], "steps": [[g.to(dtype) for g in step] for step in steps],
             "lr": lr, **options}
-    return run_on(student, "adam", EXERCISE, args, device)
+    return run_on(student, EXERCISE, args, device)
 
 
 def _expect_trajectory(result, params, steps, lr, options, device, exercise, hint, dtype=FLOAT64, states=True):

@@ -1,7 +1,7 @@
-"""Hidden tests of ``clip_grad(params, theta)`` (EXERCISES.md §5): clipping by the global L2 norm
+"""Hidden tests of ``clip_grad(params, theta)`` (docs/exercises.md §5): clipping by the global L2 norm
 of all gradients, in place, returning the norm before clipping.
 
-Runs through the ``clip_grad`` harness (see ``autograder/sandbox/session.py``): before each step every
+Runs through its calling convention, ``GradsInPlace`` (``autograder/course/conventions.py``): before each step every
 ``p.grad`` is set to a fresh copy of that step's gradient, then ``clip_grad(params, theta)`` is
 called. The expected gradients follow the contract, ``g * theta / ||g||`` when ``||g|| > theta``,
 with the norm from ``torch.nn.utils.get_total_norm``. (``torch.nn.utils.clip_grad_norm_`` divides by
@@ -81,7 +81,7 @@ def _step_mistakes(grads: list[torch.Tensor | None], theta: float) -> dict[str, 
 def _run(student, params, steps, theta, device, dtype=FLOAT64):
     args = {"params": [p.to(dtype) for p in params],
             "steps": [[None if g is None else g.to(dtype) for g in step] for step in steps], "theta": theta}
-    return run_on(student, "clip_grad", EXERCISE, args, device)
+    return run_on(student, EXERCISE, args, device)
 
 
 def _expect_step(result, steps, theta, step, device, exercise, hint, dtype=FLOAT64):

@@ -1,4 +1,4 @@
-"""Hidden tests of ``corr2d(X, K)`` (EXERCISES.md §3): the 2-D cross-correlation
+"""Hidden tests of ``corr2d(X, K)`` (docs/exercises.md §3): the 2-D cross-correlation
 ``Y[i, j] = sum(X[i:i+kh, j:j+kw] * K)`` of shape (h - kh + 1, w - kw + 1), kernel not flipped,
 differentiable with respect to ``X`` and ``K``."""
 

@@ -1,4 +1,4 @@
-"""Hidden tests of ``cross_entropy(y_hat, y)`` (EXERCISES.md §2): the per-example losses
+"""Hidden tests of ``cross_entropy(y_hat, y)`` (docs/exercises.md §2): the per-example losses
 ``-log(y_hat[i, y[i]])``, shape (n,), differentiable with respect to ``y_hat``."""
 
 from __future__ import annotations

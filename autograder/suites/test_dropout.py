@@ -1,4 +1,4 @@
-"""Hidden tests of ``dropout(X, drop_prob)`` (EXERCISES.md §4): inverted dropout in training mode.
+"""Hidden tests of ``dropout(X, drop_prob)`` (docs/exercises.md §4): inverted dropout in training mode.
 
 Dropout is random, so it is tested statistically, never by matching a seed. Inputs have no zeros,
 so an output element is 0 exactly when it was dropped. Each statistical test bounds the chance

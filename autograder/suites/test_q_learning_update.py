@@ -1,4 +1,4 @@
-"""Hidden tests of ``q_learning_update(Q, s, a, r, s_next, done, alpha, gamma)`` (EXERCISES.md §8):
+"""Hidden tests of ``q_learning_update(Q, s, a, r, s_next, done, alpha, gamma)`` (docs/exercises.md §8):
 one tabular Q-learning update of ``Q[s, a]``, in place, returning the TD error.
 
 Single updates run through the ``q_update`` harness; ``test_training`` runs the grader's
@@ -116,7 +116,7 @@ def _td_mistakes(args) -> dict[str, float]:
 
 
 def _run(student, args, device):
-    return student.run("q_update", EXERCISE, args, device=device)
+    return student.run(EXERCISE, args, device=device)
 
 
 def _describe(args) -> str:
@@ -280,16 +280,17 @@ def _replay_mistake(rows, lake, **change):
 def test_training(student, rng, exercise):
     for attempt in range(1, TRAINING_ATTEMPTS + 1):
         desc, lake = _lake(rng)
-        result = student.run("q_train", EXERCISE, {
-            "desc": desc, "episodes": EPISODES, "max_steps": MAX_STEPS, "alpha": TRAIN_ALPHA, "gamma": TRAIN_GAMMA,
-            "epsilon": TRAIN_EPSILON, "seed": seed(rng)}, device="cpu", timeout=exercise.timeout_s)
+        result = student.run(EXERCISE, {
+            "env": "FrozenLake-v1", "env_kwargs": {"desc": desc, "is_slippery": False}, "episodes": EPISODES,
+            "max_steps": MAX_STEPS, "alphas": [[0, TRAIN_ALPHA]], "gamma": TRAIN_GAMMA, "epsilon": TRAIN_EPSILON,
+            "seed": seed(rng)}, how="episode_loop", device="cpu", timeout=exercise.timeout_s)
         table = expect_like(result.get("Q"), shape=(lake.n_states, lake.n_actions), dtype=FLOAT64, device="cpu",
                             quantity="Q after training")
         transitions = result.get("transitions")
-        expect(type(transitions) is torch.Tensor and transitions.dim() == 2 and transitions.shape[1] == 5,
-               "the training run did not return its transitions as an (N, 5) tensor: the training loop in the worker "
+        expect(type(transitions) is torch.Tensor and transitions.dim() == 2 and transitions.shape[1] == 6,
+               "the training run did not return its transitions as an (N, 6) tensor: the training loop in the worker "
                "was disturbed (q_learning_update must only change Q)")
-        rows = transitions.to(FLOAT64).tolist()
+        rows = transitions.to(FLOAT64)[:, [0, 1, 2, 3, 5]].tolist()  # [s, a, r, s_next, done]: no next action
         _check_transitions(rows, lake)
         expect_close(table, _replay(rows, lake, reference_update),
                      quantity=f"Q after training on FrozenLake ({len(rows)} updates, compared with a correct update "

@@ -79,9 +79,9 @@ def _run(student, rng, builder: str, device: str, dtype=FLOAT32, *,
     num_classes = integer(rng, *NUM_CLASSES_RANGE)
     args = _args(rng, num_classes, builder, dtype)
     if propagation:
-        result = run_on(student, "module_transform", EXERCISE, args, device)
+        result = run_on(student, EXERCISE, args, device)
     else:
-        result = student.run("module_transform", EXERCISE, args, device=device)
+        result = student.run(EXERCISE, args, device=device)
     return None if result is None else (result, args)
 
 

@@ -132,7 +132,7 @@ def _td_mistakes(args) -> dict[str, float]:
 
 
 def _run(student, args, device):
-    return student.run("q_update", EXERCISE, args, device=device)
+    return student.run(EXERCISE, args, device=device)
 
 
 def _describe(args) -> str:
@@ -278,10 +278,10 @@ def _replay_mistake(rows, alphas, cliff: _Cliff, *, bootstrap="a_next", use_done
 def test_training(student, rng, exercise):
     cliff = _Cliff()
     for attempt in range(1, TRAINING_ATTEMPTS + 1):
-        result = student.run("td_episodes", EXERCISE, {
+        result = student.run(EXERCISE, {
             "env": ENV, "env_kwargs": {}, "episodes": EPISODES, "max_steps": MAX_STEPS, "gamma": TRAIN_GAMMA,
             "epsilon": TRAIN_EPSILON, "seed": seed(rng), "alphas": [list(p) for p in TRAIN_ALPHAS],
-            "call": list(CALL), "max_total_steps": MAX_TOTAL_STEPS}, device="cpu", timeout=exercise.timeout_s)
+            "max_total_steps": MAX_TOTAL_STEPS}, how="episode_loop", device="cpu", timeout=exercise.timeout_s)
         table = expect_like(result.get("Q"), shape=(cliff.n_states, cliff.n_actions), dtype=FLOAT64, device="cpu",
                             quantity="Q after training")
         transitions = result.get("transitions")

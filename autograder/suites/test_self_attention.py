@@ -1,4 +1,4 @@
-"""Hidden tests of ``self_attention(X, W_q, W_k, W_v, mask=None)`` (EXERCISES.md §7): scaled
+"""Hidden tests of ``self_attention(X, W_q, W_k, W_v, mask=None)`` (docs/exercises.md §7): scaled
 dot-product self-attention, ``softmax(Q K^T / sqrt(d_k), masked scores -inf) V``, where a boolean
 mask's True means "may attend".
 

@@ -1,4 +1,4 @@
-"""Hidden tests of ``softmax(X)`` (EXERCISES.md §1): the softmax over the last dimension,
+"""Hidden tests of ``softmax(X)`` (docs/exercises.md §1): the softmax over the last dimension,
 numerically stable, differentiable, for any number of batch dimensions."""
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Trusted harnesses that call the student's function inside the worker.
+"""Trusted harnesses that call the student's function inside the worker, one per calling convention.
 
-Each harness takes the student's function and decoded arguments, calls it the way the exercise's
-contract says, and returns a value tree of plain data (tensors, numbers, bools) for the grader.
-Harnesses never judge: they only report what happened. See ``autograder/sandbox/session.py`` for the
-contract of each harness.
+A harness takes the student's function, the decoded arguments and the convention's ``spec`` (the
+exercise's parameter names: ``autograder/course/conventions.py``), calls the function the way the
+convention says, and returns DATA: values, and the raw attributes of the caller's original objects
+read back after the call (``[id, data_ptr]`` pairs, ``requires_grad``, ``is_leaf``, the name of
+``grad_fn``). Harnesses never judge: every fact a score depends on is computed by the grader.
 """
 
 from __future__ import annotations
@@ -17,20 +18,41 @@ import torch
 def _fresh(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
-    if isinstance(value, list):
-        return [_fresh(v) for v in value]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fresh(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
     return value
+
+
+def _leaves(name: str, value: Any):
+    """(label, tensor) for every tensor of an argument: ``name``, ``name.key`` inside a dict,
+    ``name[i]`` inside a list or tuple (e.g. ``params.W_xz``, ``state[1]``)."""
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(f"{name}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(f"{name}[{index}]", item)
 
 
 def _snapshot(value: Any) -> Any:
     """A detached copy of a tensor for the reply (None stays None, other values pass through)."""
     if type(value) is torch.Tensor:
         return value.detach().clone()
+    if type(value) is tuple:
+        return tuple(_snapshot(v) for v in value)
     return value
 
 
-def vjp(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: torch.Tensor | None,
-        repeat: int, layouts: dict[str, str] | None = None) -> dict[str, Any]:
+def function(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: Any,
+             repeat: int, layouts: dict[str, str] | None = None, signature: list[str] | None = None) -> dict[str, Any]:
+    """``fn(*args)`` (by the exercise's parameter names when ``signature`` covers them all, so
+    that an omitted option keeps its default); with ``upstream`` (a tensor, or a list of tensors for a tuple output), the
+    vector-Jacobian product with respect to each input named in ``grad_wrt``. Each call gets fresh
+    copies; the inputs after the first call are read back with their autograd attributes."""
     calls = []
     inputs_after: dict[str, Any] = {}
     input_facts: dict[str, Any] = {}
@@ -42,12 +64,15 @@ def vjp(fn: Callable, args: dict[str, Any], grad_wrt: list[str], upstream: torch
                 call_args[name] = _layout(call_args[name], str(layout))
         originals = {}
         for name in grad_wrt:
-            tensor = call_args[name]
-            if tensor.is_floating_point() or tensor.is_complex():
-                tensor.requires_grad_(True)
-            originals[name] = tensor
+            for label, tensor in _leaves(name, call_args[name]):
+                if tensor.is_floating_point() or tensor.is_complex():
+                    tensor.requires_grad_(True)
+                originals[label] = tensor
         versions = {k: v._version for k, v in call_args.items() if isinstance(v, torch.Tensor)}
-        output = fn(*call_args.values())
+        if signature and set(call_args) <= set(signature):
+            output = _call(fn, signature, call_args)
+        else:
+            output = fn(*call_args.values())
         entry: dict[str, Any] = {"output": _snapshot(output), "grads": {}, "grad_error": None}
         if upstream is not None and grad_wrt:
             entry["grads"], entry["grad_error"] = _gradients(output, originals, upstream)
@@ -67,7 +92,9 @@ def _facts(tensor: torch.Tensor, version_before: int) -> dict[str, Any]:
             "requires_grad": bool(tensor.requires_grad)}
 
 
-def _gradients(output: Any, inputs: dict[str, torch.Tensor], upstream: torch.Tensor):
+def _gradients(output: Any, inputs: dict[str, torch.Tensor], upstream: Any):
+    if isinstance(upstream, list):
+        return _tuple_gradients(output, inputs, upstream)
     if type(output) is not torch.Tensor:
         return {}, f"the output is a {type(output).__name__}, not a tensor, so no gradient can flow"
     if tuple(output.shape) != tuple(upstream.shape):
@@ -80,28 +107,69 @@ def _gradients(output: Any, inputs: dict[str, torch.Tensor], upstream: torch.Ten
     return {n: (None if g is None else g.detach().clone()) for n, g in zip(names, grads)}, None
 
 
-def clip_grad(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
-    params = [p.detach().clone().requires_grad_(True) for p in args["params"]]
-    theta = args["theta"]
-    returned, grads, same = [], [], []
+def _tuple_gradients(output: Any, inputs: dict[str, torch.Tensor], upstream: list):
+    """The VJP of a tuple output: one upstream tensor per element."""
+    if type(output) is not tuple or len(output) != len(upstream) or any(type(o) is not torch.Tensor for o in output):
+        return {}, f"the output is not a tuple of {len(upstream)} tensors, so gradients cannot be taken"
+    for index, (o, u) in enumerate(zip(output, upstream)):
+        if tuple(o.shape) != tuple(u.shape):
+            return {}, f"output [{index}] has shape {tuple(o.shape)}, so gradients cannot be taken"
+    pairs = [(o, u.to(device=o.device, dtype=o.dtype)) for o, u in zip(output, upstream) if o.requires_grad]
+    if not pairs:
+        return {}, "no output requires grad: the computation was detached from the inputs"
+    names = list(inputs)
+    grads = torch.autograd.grad([o for o, _ in pairs], [inputs[n] for n in names], [u for _, u in pairs], allow_unused=True)
+    return {n: (None if g is None else g.detach().clone()) for n, g in zip(names, grads)}, None
+
+
+def _call(fn: Callable, signature: list[str], values: dict[str, Any]) -> Any:
+    """``fn`` called with ``values`` by the exercise's parameter names: positionally in signature
+    order up to the first name not given, by keyword after it (omitted options keep the student's
+    defaults)."""
+    args, kwargs, gap = [], {}, False
+    for name in signature:
+        if name not in values:
+            gap = True
+        elif gap:
+            kwargs[name] = values[name]
+        else:
+            args.append(values[name])
+    return fn(*args, **kwargs)
+
+
+def _identity(value: Any) -> list[int] | None:
+    """The object's id and storage pointer, read back as data (``None`` for no tensor)."""
+    if not isinstance(value, torch.Tensor):
+        return None if value is None else [id(value), -1]
+    ptr = value.data_ptr() if value.device.type != "meta" else 0
+    return [id(value), int(ptr)]
+
+
+def _meta(value: Any) -> dict[str, Any]:
+    """Raw autograd attributes of a tensor (or that it is not one)."""
+    if not isinstance(value, torch.Tensor):
+        return {"is_tensor": False}
+    return {"is_tensor": True, "is_leaf": bool(value.is_leaf), "requires_grad": bool(value.requires_grad),
+            "grad_fn": None if value.grad_fn is None else type(value.grad_fn).__name__}
+
+
+def grads_in_place(fn: Callable, args: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Before each step every ``p.grad`` is set to a fresh copy of that step's gradient (``None``
+    leaves it unset), then the function is called with the exercise's other arguments."""
+    params_name = spec["params"]
+    params = [p.detach().clone().requires_grad_(True) for p in args[params_name]]
+    options = {k: v for k, v in args.items() if k not in (params_name, "steps")}
+    returned, grads, before, after = [], [], [], []
     for step in args["steps"]:
         for p, g in zip(params, step):
             p.grad = None if g is None else g.detach().clone()
-        before = [(p.grad, None if p.grad is None else p.grad.data_ptr()) for p in params]
-        value = fn(params, theta)
+        before.append([_identity(p.grad) for p in params])
+        value = _call(fn, spec["signature"], {params_name: params, **options})
         returned.append(_snapshot(value))
         grads.append([_snapshot(p.grad) for p in params])
-        same.append(all(p.grad is obj and (obj is None or p.grad.data_ptr() == ptr)
-                        for p, (obj, ptr) in zip(params, before)))
+        after.append([_identity(p.grad) for p in params])
     return {"returned": returned, "grads": grads, "params_after": [_snapshot(p) for p in params],
-            "same_grad_objects": same}
-
-
-def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal values (on ``meta`` there are none: same shape and dtype is all one can ask)."""
-    if a.device.type == "meta" or b.device.type == "meta":
-        return a.shape == b.shape and a.dtype == b.dtype
-    return torch.equal(a, b.to(a.device))
+            "grad_identity_before": before, "grad_identity_after": after}
 
 
 def _layout(value: torch.Tensor, layout: str) -> torch.Tensor:
@@ -117,132 +185,82 @@ def _layout(value: torch.Tensor, layout: str) -> torch.Tensor:
     return out.detach()
 
 
-def adam(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
-    params = [p.detach().clone().requires_grad_(True) for p in args["params"]]
-    states = [(torch.zeros_like(p, requires_grad=False), torch.zeros_like(p, requires_grad=False)) for p in params]
-    identities = [(p, p.data_ptr()) for p in params] + [(t, t.data_ptr()) for vs in states for t in vs]
-    options = {k: args[k] for k in ("beta1", "beta2", "eps") if k in args}
-    history, returned, grads_kept = [], [], True
+
+
+def optimizer_state(fn: Callable, args: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Parameters become leaves with ``requires_grad=True``, states zeros shaped like each
+    parameter (a tuple per parameter, or one tensor when the layout is one name); for t = 1..T:
+    ``p.grad`` = that step's gradient, then one call."""
+    params_name, states_name, step_name = spec["params"], spec["states"], spec.get("step")
+    params = [p.detach().clone().requires_grad_(True) for p in args[params_name]]
+    layout = spec["state_layout"]
+    if isinstance(layout, str):
+        states: list[Any] = [torch.zeros_like(p, requires_grad=False) for p in params]
+    else:
+        states = [tuple(torch.zeros_like(p, requires_grad=False) for _ in layout) for p in params]
+
+    def state_tensors() -> list[Any]:
+        return [t for entry in states for t in (entry if isinstance(entry, (tuple, list)) else [entry])]
+
+    identity_before = [_identity(p) for p in params] + [_identity(t) for t in state_tensors()]
+    options = {**{k: v for k, v in args.items() if k not in (params_name, "steps", "options", "state_size")},
+               **dict(args.get("options") or {})}
+    history, returned, grads_after = [], [], []
     for t, step in enumerate(args["steps"], start=1):
         for p, g in zip(params, step):
             p.grad = g.detach().clone()
-        value = fn(params, states, args["lr"], t, **options)
-        returned.append(_snapshot(value))
+        values = {params_name: params, states_name: states, **options}
+        if step_name:
+            values[step_name] = t
+        returned.append(_snapshot(_call(fn, spec["signature"], values)))
         history.append([_snapshot(p) for p in params])
-        grads_kept = grads_kept and all(p.grad is not None and _same_values(p.grad, g) for p, g in zip(params, step))
-    current = params + [t for vs in states for t in vs]
-    same = all(a is b and a.data_ptr() == ptr for a, (b, ptr) in zip(current, identities))
-    history_free = all(p.is_leaf and p.requires_grad and p.grad_fn is None for p in params) and all(
-        isinstance(t, torch.Tensor) and t.grad_fn is None for vs in states for t in vs)
-    return {"params": history, "states": [[_snapshot(v) for v in vs] for vs in states], "returned": returned,
-            "same_objects": same, "history_free": history_free, "grads_kept": grads_kept}
+        grads_after.append([_snapshot(p.grad) for p in params])
+    current = state_tensors()
+    return {"params": history, "states": [[_snapshot(v) for v in (entry if isinstance(entry, (tuple, list)) else [entry])]
+                                           for entry in states],
+            "returned": returned, "grads_after": grads_after,
+            "identity_before": identity_before, "identity_after": [_identity(p) for p in params] + [_identity(t) for t in current],
+            "params_meta": [_meta(p) for p in params], "states_meta": [_meta(t) for t in current],
+            # the same data in the layout the optimizer suites read (suites/_optimizers.py)
+            "grads": grads_after, "identities_before": identity_before,
+            "identities_after": [_identity(p) for p in params] + [_identity(t) for t in current],
+            "params_autograd": [[bool(p.is_leaf), bool(p.requires_grad), p.grad_fn is not None] for p in params],
+            "states_autograd": [[isinstance(t, torch.Tensor) and t.grad_fn is not None
+                                 for t in (entry if isinstance(entry, (tuple, list)) else [entry])] for entry in states]}
 
 
-def optimizer_state(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
-    """An optimizer step with per-parameter state, called the way ``adam_step`` is, parametrised by
-    the state's layout and the call's options: ``state_size`` zero tensors like each parameter
-    (one: a bare tensor; more: a tuple), ``options`` passed by keyword (absent ones are not passed,
-    so the student's defaults apply), and the 1-based step number after ``lr`` when ``step_number``.
-
-    Reports facts only, as data: every parameter after every step, the states and gradients after
-    the last step, what each call returned, and the identities (``id``, storage pointer) and
-    autograd status of the parameters and states before and after. The grader judges.
-    """
-    size = int(args.get("state_size", 1))
-    params = [p.detach().clone().requires_grad_(True) for p in args["params"]]
-    states = [torch.zeros_like(p) if size == 1 else tuple(torch.zeros_like(p) for _ in range(size)) for p in params]
-
-    def tensors() -> list[torch.Tensor]:
-        return params + [t for state in states for t in (state if isinstance(state, tuple) else (state,))]
-
-    def identities(values: list[Any]) -> list[list[int]]:
-        return [[id(t), t.data_ptr() if isinstance(t, torch.Tensor) else 0] for t in values]
-
-    before = identities(tensors())
-    originals = list(tensors())
-    options = dict(args.get("options") or {})
-    history, returned, grads = [], [], []
-    for t, step in enumerate(args["steps"], start=1):
-        for p, g in zip(params, step):
-            p.grad = g.detach().clone()
-        extra = (t,) if args.get("step_number") else ()
-        returned.append(_snapshot(fn(params, states, args["lr"], *extra, **options)))
-        history.append([_snapshot(p) for p in params])
-        grads.append([_snapshot(p.grad) for p in params])
-    after = identities([*params, *[t for state in states for t in (state if isinstance(state, tuple) else (state,))]])
-    return {
-        "params": history,
-        "states": [[_snapshot(t) for t in (state if isinstance(state, tuple) else (state,))] for state in states],
-        "grads": grads,
-        "returned": returned,
-        "identities_before": before,
-        "identities_after": after,
-        "params_autograd": [[bool(p.is_leaf), bool(p.requires_grad), p.grad_fn is not None] for p in params],
-        "states_autograd": [[isinstance(t, torch.Tensor) and t.grad_fn is not None for t in
-                             (state if isinstance(state, tuple) else (state,))] for state in states],
-    }
+def table_update(fn: Callable, args: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    table_name = spec["table"]
+    table = args[table_name].detach().clone()
+    before = _identity(table)
+    value = _call(fn, spec["signature"], {**args, table_name: table})
+    return {"returned": _snapshot(value), f"{table_name}_after": _snapshot(table), "identity_before": before,
+            "identity_after": _identity(table)}
 
 
-def q_update(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
-    Q = args["Q"].detach().clone()
-    ptr = Q.data_ptr()
-    # the table first, then the other arguments in the order the grader sent them (the signature's)
-    value = fn(Q, *[v for k, v in args.items() if k != "Q"])
-    return {"returned": _snapshot(value), "Q_after": _snapshot(Q), "same_object": Q.data_ptr() == ptr}
-
-
-def q_train(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
-    """The grader's epsilon-greedy Q-learning loop on FrozenLake, calling the student's update."""
-    import gymnasium as gym
-
-    env = gym.make("FrozenLake-v1", desc=list(args["desc"]), is_slippery=False,
-                   max_episode_steps=int(args["max_steps"]))
-    n_states, n_actions = env.observation_space.n, env.action_space.n
-    Q = torch.zeros((n_states, n_actions), dtype=torch.float64)
-    chooser = random.Random(int(args["seed"]))
-    transitions = []
-    for episode in range(int(args["episodes"])):
-        s, _ = env.reset(seed=int(args["seed"]) + episode)
-        done = False
-        while not done:
-            row = Q[s].tolist()
-            if chooser.random() < args["epsilon"]:
-                a = chooser.randrange(n_actions)
-            else:  # greedy, ties broken at random so an all-zero table still explores
-                top = max(row)
-                a = chooser.choice([i for i in range(n_actions) if row[i] == top])
-            s_next, r, terminated, truncated, _ = env.step(a)
-            fn(Q, int(s), int(a), float(r), int(s_next), bool(terminated), args["alpha"], args["gamma"])
-            transitions.append([s, a, r, s_next, float(terminated)])
-            s, done = s_next, terminated or truncated
-    env.close()
-    table = torch.tensor(transitions, dtype=torch.float64) if transitions else torch.zeros((0, 5), dtype=torch.float64)
-    return {"Q": _snapshot(Q), "transitions": table}
-
-
-#: What the episode loop can pass to a tabular update, by parameter name.
-_STEP_VALUES = ("Q", "s", "a", "r", "s_next", "a_next", "done", "alpha", "gamma")
-
-
-def td_episodes(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+def episode_loop(fn: Callable, args: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The grader's epsilon-greedy episode loop on a gymnasium environment, calling a tabular update.
 
     args: ``env`` (a gymnasium id) and ``env_kwargs``; ``episodes``, ``max_steps`` (a longer episode
-    is cut: truncated, not done), optionally ``max_total_steps`` (the run stops there, so that a table
-    that never learns cannot walk at random for episodes * max_steps steps); ``gamma``, ``epsilon``,
-    ``seed``; ``alphas``: ``[[first_episode,
-    alpha], ...]`` (the step size from that episode on); ``call``: the update's parameter names in
-    order, each one of ``_STEP_VALUES``. When ``call`` names ``a_next`` the loop is on-policy (SARSA):
-    the next action is chosen before the update, passed to it, and then taken.
-    Returns the table and every transition as rows ``[s, a, r, s_next, a_next, done]`` (a_next = -1
-    off-policy); the grader checks them against its own copy of the environment and replays them.
+    is cut: truncated, not done), optionally ``max_total_steps`` (the run stops there, so that a
+    table that never learns cannot walk at random for episodes * max_steps steps); ``gamma``,
+    ``epsilon``, ``seed``; ``alphas``: ``[[first_episode, alpha], ...]`` (the step size from that
+    episode on). The update is called by the exercise's parameter names (``spec["signature"]``),
+    each one of ``_STEP_VALUES`` with the convention's table name for ``Q``; when the convention
+    names a ``next_action`` the loop is on-policy (SARSA): the next action is chosen before the
+    update, passed to it, and then taken. Epsilon-greedy with random tie-breaking from a zero
+    float64 table. Returns the table and every transition as rows ``[s, a, r, s_next, a_next,
+    done]`` (``a_next`` = -1 off-policy); the grader checks them against its own copy of the
+    environment and replays them.
     """
     import gymnasium as gym
 
-    names = [str(n) for n in args["call"]]
-    if any(n not in _STEP_VALUES for n in names):
-        raise ValueError(f"td_episodes: unknown parameter in {names}")
-    on_policy = "a_next" in names
+    table_name, next_name = spec["table"], spec.get("next_action")
+    names = [str(n) for n in spec["signature"]]
+    known = {table_name, *_STEP_VALUES, *([next_name] if next_name else [])}
+    if any(n not in known for n in names):
+        raise ValueError(f"episode_loop: unknown parameter in {names}")
+    on_policy = bool(next_name)
     env = gym.make(str(args["env"]), max_episode_steps=int(args["max_steps"]), **dict(args.get("env_kwargs") or {}))
     n_states, n_actions = int(env.observation_space.n), int(env.action_space.n)
     Q = torch.zeros((n_states, n_actions), dtype=torch.float64)
@@ -269,22 +287,27 @@ def td_episodes(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
         while not done:
             s_next, r, terminated, truncated, _ = env.step(a)
             a_next = choose(int(s_next)) if on_policy else -1
-            values = {"Q": Q, "s": int(s), "a": int(a), "r": float(r), "s_next": int(s_next), "a_next": int(a_next),
+            values = {table_name: Q, "s": int(s), "a": int(a), "r": float(r), "s_next": int(s_next),
                       "done": bool(terminated), "alpha": alpha, "gamma": gamma}
+            if on_policy:
+                values[next_name] = int(a_next)
             fn(*[values[n] for n in names])
             transitions.append([int(s), int(a), float(r), int(s_next), int(a_next), float(terminated)])
-            s, done = s_next, terminated or truncated or (budget and len(transitions) >= budget)
-            a = a_next if on_policy else choose(int(s))
+            s, done = s_next, terminated or truncated or bool(budget and len(transitions) >= budget)
+            if on_policy:
+                a = a_next
+            elif not done:  # off-policy: the next action is chosen from the updated table
+                a = choose(int(s))
     env.close()
     table = torch.tensor(transitions, dtype=torch.float64) if transitions else torch.zeros((0, 6), dtype=torch.float64)
-    return {"Q": _snapshot(Q), "transitions": table}
+    return {table_name: _snapshot(Q), "transitions": table}
 
 
 
-def recurrent_cell(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+def recurrent_cell(fn: Callable, args: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The grader's sequence through the student's cell: ``state = fn(x_t, state, params)`` for
     t = 1..T, then (with ``upstream``) backpropagation through time from every step's outputs."""
-    tuple_state = bool(args.get("tuple_state"))
+    tuple_state = bool(spec.get("tuple_state", args.get("tuple_state")))
     layouts = dict(args.get("layouts") or {})
     upstream = args.get("upstream")
     xs = [_layout(_fresh(x), str(layouts.get("xs", ""))) for x in args["xs"]]
@@ -340,7 +363,7 @@ def _bptt(outputs: list, upstream: list, xs: list, state: list, params: dict, tu
 _WHOLE_GRADIENT_NUMEL = 1 << 20
 
 
-def module_transform(fn: Callable, args: dict[str, Any]) -> dict[str, Any]:
+def module_transform(fn: Callable, args: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """A torchvision model built here (``weights=None``), passed to ``fn(model, *call_args)``.
 
     Args: ``builder`` (a ``torchvision.models`` function name), ``call_args``, ``dtype``, ``seed``,
@@ -469,5 +492,12 @@ def _graph_leaves(output: torch.Tensor) -> set[int]:
     return leaves
 
 
-HARNESSES = {"clip_grad": clip_grad, "adam": adam, "optimizer_state": optimizer_state, "q_update": q_update, "q_train": q_train,
-             "td_episodes": td_episodes, "recurrent_cell": recurrent_cell, "module_transform": module_transform}
+#: What the episode loop passes to a tabular update, by parameter name.
+_STEP_VALUES = ("s", "a", "r", "s_next", "done", "alpha", "gamma")
+
+
+#: Convention name (``autograder/course/conventions.py``) -> harness; ``function`` is called by
+#: the worker with its VJP arguments.
+HARNESSES = {"grads_in_place": grads_in_place, "optimizer_state": optimizer_state,
+             "table_update": table_update, "episode_loop": episode_loop, "recurrent_cell": recurrent_cell,
+             "module_transform": module_transform}

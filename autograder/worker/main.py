@@ -8,8 +8,9 @@ Requests (header ``op``):
 - ``setup``: ``{"forbidden": {function: {"patterns", "aten"}}, "sentinels": [...]}`` — install the
   forbidden-call recorders before any student code runs.
 - ``exec``: ``{"source", "filename"}`` — execute one cell of student code in the notebook namespace.
-- ``call``: ``{"function", "harness", "args", "device", "grad_wrt", "repeat", "upstream"}`` — call
-  a graded function through a harness and reply with its outputs.
+- ``call``: ``{"function", "harness", "convention", "args", "device", "grad_wrt", "repeat",
+  "upstream", "layouts"}`` — call a graded function through the harness of its calling convention
+  and reply with data (see ``harness.py``).
 Every reply echoes the request's ``id``.
 """
 
@@ -130,15 +131,18 @@ class Worker:
             return {"ok": False, "error": {"kind": "missing", "message": f"`{name}` {what} in the notebook"}}, {}
         device = str(header.get("device", "cpu"))
         args = {k: self._materialise(v, tensors, device) for k, v in header.get("args", {}).items()}
-        harness_name = str(header.get("harness", "vjp"))
+        harness_name = str(header.get("harness", "function"))
+        if harness_name != "function" and harness_name not in self.harness.HARNESSES:
+            return {"ok": False, "error": {"kind": "protocol", "message": f"unknown harness {harness_name!r}"}}, {}
         torch.set_grad_enabled(True)
         with self._recording():
-            if harness_name == "vjp":
+            if harness_name == "function":
                 upstream = self._materialise(header.get("upstream"), tensors, device)
-                value = self.harness.vjp(fn, args, list(header.get("grad_wrt", [])), upstream,
-                                         int(header.get("repeat", 1)), dict(header.get("layouts") or {}))
+                value = self.harness.function(fn, args, list(header.get("grad_wrt", [])), upstream,
+                                              int(header.get("repeat", 1)), dict(header.get("layouts") or {}),
+                                              [str(n) for n in header.get("signature") or []])
             else:
-                value = self.harness.HARNESSES[harness_name](fn, args)
+                value = self.harness.HARNESSES[harness_name](fn, args, dict(header.get("convention") or {}))
         encoder = self.protocol.Encoder()
         reply = {"ok": True, "value": encoder(value), "forbidden": self._hits(name)}
         return reply, encoder.tensors

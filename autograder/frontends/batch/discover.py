@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.course import registry
+from autograder.course.fingerprint import GRADER_FILES, grader_fingerprint  # noqa: F401  (batch records it)
 from autograder.errors import UnusableInput
 
 REPO = Path(__file__).resolve().parents[3]
-#: What the grader's verdicts depend on: a change to any of these regrades every submission.
-GRADER_FILES = ("autograder/**/*.py", "reference/**/*.py", "assignments/*/*.ipynb")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -173,14 +172,3 @@ def discover(paths: list[Path], skipped: list[str] | None = None) -> list[Submis
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def grader_fingerprint() -> str:
-    """A digest of everything the verdicts depend on (see ``GRADER_FILES``)."""
-    digest = hashlib.sha256()
-    for pattern in GRADER_FILES:
-        for path in sorted(REPO.glob(pattern)):
-            if path.is_file():
-                digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]

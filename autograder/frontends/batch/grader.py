@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.frontends.batch.discover import sha256
-from autograder.errors import UnusableInput
+from autograder.errors import INTERNAL_FOR_STAFF, UnusableInput
 from autograder.limits import MAX_NOTEBOOK_BYTES
 from autograder.safeio import read_submitted
 
@@ -101,7 +101,7 @@ class SlotGrader:
             except GraderError as exc:  # retried already; never a score, retried on resume
                 out.update(status="error", message=str(exc)[:1000])
             except Exception as exc:  # noqa: BLE001 - a grader bug, not the student's fault; retried on resume
-                out.update(status="error", message=f"internal grader error (not the student's fault): "
+                out.update(status="error", message=f"{INTERNAL_FOR_STAFF}: "
                                                    f"{type(exc).__name__}: {exc}"[:1000])
             finally:
                 self.slot.reset()

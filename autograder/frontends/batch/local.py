@@ -15,6 +15,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from autograder.errors import INTERNAL_FOR_STAFF
+
 _GRADER: Any = None
 
 
@@ -37,7 +39,7 @@ def _start(slots: Any, device: str, log_folder: str) -> None:
 def _grade(task: dict[str, Any]) -> dict[str, Any]:
     if isinstance(_GRADER, str):
         return {"key": task["key"], "status": "error", "result": None, "seed": task["seed"],
-                "message": f"internal grader error (not the student's fault): {_GRADER}"[:1000]}
+                "message": f"{INTERNAL_FOR_STAFF}: {_GRADER}"[:1000]}
     return _GRADER.grade(task)
 
 
