@@ -189,7 +189,7 @@ def expect_in_place_without_history(result: Mapping[str, Any], exercise: str, pa
 
 
 def expect_device(result: Mapping[str, Any], optimizer: Optimizer, params, steps, lr, options, mistakes, where: str,
-                  dtype: torch.dtype, *, exercise, hint: str) -> None:
+                  dtype: torch.dtype, *, exercise, hint: str, states: bool = True) -> None:
     """Parameters and states keep the input's dtype and device; on a real device the values too."""
     for t, step in enumerate(result["params"], start=1):
         for i, p in enumerate(step):
@@ -200,4 +200,4 @@ def expect_device(result: Mapping[str, Any], optimizer: Optimizer, params, steps
                     device=where, quantity=f"{dtype_text(dtype)} {optimizer.state} of parameter {i} on {where}")
     if where != "meta":
         expect_trajectory(result, optimizer, params, steps, lr, options, mistakes, where, exercise=exercise,
-                          hint=hint, dtype=dtype)
+                          hint=hint, dtype=dtype, states=states)
