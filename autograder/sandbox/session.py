@@ -369,6 +369,14 @@ class StudentSession:
             self.deadline = time.monotonic() + self.budget_s
         return self.deadline - time.monotonic()
 
+    def _malformed(self, function: str, message: str) -> StudentError:
+        """A reply of the wrong shape: the student's process wrote on the channel (the stream may be
+        out of step), so the worker is replaced, and the call counts as a strike like a crash."""
+        if self.worker is not None:
+            self.worker.kill(message)
+        self.strikes.setdefault(function, []).append(message)
+        return StudentError("protocol", message)
+
     def _spent(self) -> bool:
         return self.remaining() <= 0 or self.cpu_used >= self.cpu_budget_s
 
@@ -524,17 +532,17 @@ class StudentSession:
                   "signature": registry.BY_NAME[function].parameters() if function in registry.BY_NAME else []}
         value = self._call(header, encoder.tensors, timeout)
         if not isinstance(value, dict) or not isinstance(value.get("calls"), list):
-            raise StudentError("protocol", "the worker's reply was malformed")
+            raise self._malformed(function, "the worker's reply was malformed")
         calls = []
         for entry in value["calls"]:
             entry = entry if isinstance(entry, dict) else {}
             grads = entry.get("grads") if isinstance(entry.get("grads"), dict) else {}
             if not all(g is None or type(g) is torch.Tensor for g in grads.values()):
-                raise StudentError("protocol", "the worker's reply was malformed (a gradient that is not a tensor)")
+                raise self._malformed(function, "the worker's reply was malformed (a gradient that is not a tensor)")
             calls.append(Call(output=entry.get("output"), grads=grads,
                               grad_error=_gradient_note(entry["grad_error"]) if isinstance(entry.get("grad_error"), str) else None))
         if len(calls) != max(1, repeat):
-            raise StudentError("protocol", "the worker's reply was malformed")
+            raise self._malformed(function, "the worker's reply was malformed")
         inputs_after = value.get("inputs_after") if isinstance(value.get("inputs_after"), dict) else {}
         inputs_after = {k: v for k, v in inputs_after.items() if k in args and type(v) is torch.Tensor}
         facts = value.get("input_facts") if isinstance(value.get("input_facts"), dict) else {}
@@ -557,7 +565,7 @@ class StudentSession:
         value = self._call(header, encoder.tensors, timeout)
         problem = "not a dict" if not isinstance(value, dict) else reply_problem(convention, value, args)
         if problem:  # the student's process wrote it: a malformed reply fails this call, nothing else
-            raise StudentError("protocol", f"the worker's reply was malformed ({problem})")
+            raise self._malformed(function, f"the worker's reply was malformed ({problem})")
         return convention.facts(value, args)
 
     @property

@@ -27,4 +27,4 @@ def _forge(value):
 def clip_grad(params, theta):
     _forge({"$dict": {"returned": {"$list": []}, "grads": {"$list": []}, "params_after": "tensor",
                       "same_grad_objects": {"$list": []}}})
-    time.sleep(30)
+    time.sleep(5)
