@@ -992,10 +992,6 @@ def assignments() -> dict[str, list[Exercise]]:
     return out
 
 
-def for_notebook(notebook_name: str) -> list[Exercise]:
-    """The exercises graded in a notebook, recognised by its file name (``rl.ipynb``)."""
-    return [e for e in EXERCISES if e.notebook == notebook_name]
-
 
 # Notebook conventions: grade ids of the cells in solutions/ (see README "Notebook anatomy").
 SETUP_PREFIXES = ("setup", "provided")  # locked code the grader runs from the trusted copy

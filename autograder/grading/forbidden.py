@@ -12,7 +12,7 @@ import functools
 import inspect
 import types
 
-from autograder.course.registry import BY_NAME, Exercise, Forbidden
+from autograder.course.registry import BY_NAME, Exercise
 from autograder.worker.recorders import routine_of
 
 #: Python functions that consult ``__torch_function__`` call this; those that never do are
@@ -82,8 +82,3 @@ def name_for(exercise: Exercise | str, hit: str) -> str:
             if any(routine_of(p) is obj for p in f.all_patterns()):
                 return f.name
     raise ValueError(f"{hit!r} names no forbidden routine of {exercise_of(exercise).name!r}")
-
-
-def forbidden_named(exercise: Exercise | str, name: str) -> Forbidden:
-    """The registry entry with this ``name`` (for messages that need its patterns)."""
-    return next(f for f in exercise_of(exercise).forbidden if f.name == name)

@@ -106,10 +106,7 @@ class Worker:
 
     def setup(self, header: dict[str, Any]) -> dict[str, Any]:
         self.forbidden = header.get("forbidden", {})
-        try:
-            from . import recorders
-        except ImportError:  # recorders are optional during development
-            return {"ok": True, "recorders": False}
+        from . import recorders
         patterns = sorted({p for spec in self.forbidden.values() for p in spec.get("patterns", [])})
         aten = sorted({a for spec in self.forbidden.values() for a in spec.get("aten", [])})
         self.recorder = recorders.Recorder(patterns, aten, list(header.get("sentinels", [])))

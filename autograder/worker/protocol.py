@@ -319,9 +319,3 @@ def decode(value: Any, tensors: dict[str, torch.Tensor], *, restore_device: bool
                 pass  # the device does not exist here: keep the values, compare on the CPU
         return data
     return Bad("unknown value")
-
-
-def encode_inputs(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Grader side: encode named call arguments (tensors must be plain CPU/CUDA tensors)."""
-    enc = Encoder()
-    return {k: enc(v) for k, v in values.items()}, enc.tensors
