@@ -27,7 +27,7 @@ from autograder.sandbox.session import Cell, StudentSession
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "implementations"
 #: The exercises whose fixture modules this file runs (each costs a worker start per function).
-COVERED = ("conv2d", "pool2d", "batch_norm")
+COVERED = ("conv2d", "pool2d", "batch_norm", "gru_cell", "lstm_cell", "replace_classifier")
 PRELUDE = "import math\n\nimport numpy as np\nimport torch\n"
 
 
