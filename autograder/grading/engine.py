@@ -318,7 +318,8 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         device_note = ""
     return NotebookResult(notebook=Path(path).name, assignment=assignment_id, exercises=results,
                           official=sandbox, errors=errors, seconds=round(time.monotonic() - started, 3),
-                          seed=seed, device=value_device, device_note=device_note, fingerprint=seeds.fingerprint())
+                          seed=seed, device=value_device, device_note=device_note, fingerprint=seeds.fingerprint(),
+                          notices=nbio.structural_notices(extracted, list(exercises)))
 
 
 sandbox_module = sandbox

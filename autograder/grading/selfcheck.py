@@ -151,4 +151,5 @@ def check_notebook(path: str | Path, *, assignment: str | None = None) -> Notebo
         results = [_check_exercise(session, e) for e in exercises]
         errors += [note for note in session.skipped.values() if note not in errors]
     return NotebookResult(notebook=Path(path).name, assignment=assignment_id, exercises=results, official=False,
-                          errors=errors, seconds=round(time.monotonic() - started, 3))
+                          errors=errors, seconds=round(time.monotonic() - started, 3),
+                          notices=nbio.structural_notices(extracted, list(exercises)))

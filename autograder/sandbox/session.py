@@ -430,6 +430,21 @@ class StudentSession:
             else:
                 self.load_problems = problems
 
+    def rebind(self, function: str, source: str) -> None:
+        """Run ``source`` (typically ``function = other_definition``) in the live worker and keep it
+        as the last cell (re-run after a restart), forgetting ``function``'s strikes and recorded
+        forbidden calls: one warm worker then grades many implementations in turn (the project's
+        seed-robustness test)."""
+        cell = Cell(source, f"rebinding of {function}")
+        self.cells = [c for c in self.cells if c.label != cell.label] + [cell]
+        self.strikes.pop(function, None)
+        self._forbidden.pop(function, None)
+        if self.worker is not None and not self.worker.dead:
+            reply, _ = self.worker.request({"op": "exec", "source": source, "filename": f"<{cell.label}>"},
+                                           None, self.load_timeout)
+            if not reply.get("ok"):
+                raise StudentError("exception", str((reply.get("error") or {}).get("message", "failed")))
+
     def _fresh_worker(self) -> WorkerProcess:
         """A started worker that has answered its set-up request. No student code has run yet, so
         any failure up to here is the machine's or the grader's (a sandbox that cannot get a

@@ -39,6 +39,8 @@ class Extracted:
     student_labels: list[str] = field(default_factory=list)  # "cell 7", parallel to student_sources
     problems: list[str] = field(default_factory=list)  # one line each, shown in the report
     definitions: dict[str, ast.FunctionDef] = field(default_factory=dict)  # last def per name
+    defined_in: dict[str, list[str]] = field(default_factory=dict)  # name -> labels of the cells defining it
+    notices: list[str] = field(default_factory=list)  # structural notices (not problems), one line each
 
 
 def load(path: str | Path) -> nbformat.NotebookNode:
@@ -165,6 +167,26 @@ def _too_deep(tree: ast.AST, limit: int) -> bool:
     return False
 
 
+def _first_line(source: str, limit: int = 40) -> str:
+    line = next((row.strip() for row in source.splitlines() if row.strip()), "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def cell_label(cell: dict, number: int) -> str:
+    """How a student finds a cell: its number as Jupyter shows it (``[5]``, or ``[ ]`` when it was
+    never run) and its first line. Every label starts with ``cell `` (the worker recognises the
+    student's own frames by it)."""
+    count = cell.get("execution_count")
+    shown = f"[{count}]" if isinstance(count, int) and not isinstance(count, bool) else "[ ]"
+    first = _first_line(_source(cell))
+    return f'cell {shown} "{first}"' if first else f"cell {shown} (the {_ordinal(number)} cell)"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) -> Extracted:
     trusted_ids = {_grade_id(c): c for c in (trusted.cells if trusted else []) if _grade_id(c)}
     out = Extracted(cells=[], student_sources=[])
@@ -172,14 +194,21 @@ def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) ->
         if cell.get("cell_type") == "code" and _is_setup(grade_id):
             out.cells.append(Cell(_source(cell), f"provided cell {grade_id}"))
     total = code_cells = magic_cells = 0
-    for number, cell in enumerate(nb.cells, start=1):
+    for index, cell in enumerate(nb.cells, start=1):
         if cell.get("cell_type") != "code":
             continue
+        number = cell_label(cell, index)
         grade_id = _grade_id(cell)
         known = trusted_ids.get(grade_id)
         if grade_id.startswith(_SKIPPED_PREFIXES) or _is_setup(grade_id):
+            if _is_setup(grade_id) and known is not None and _edited(_source(cell), _source(known)):
+                out.notices.append(f"{number}: your changes to the locked set-up cell were not used (the grader "
+                                   "runs its own copy): put imports in your own cell")
             continue  # checks, tests and demos never run; set-up runs from the trusted copy
         if known is not None and known.get("cell_type") == "code" and not _is_solution(known):
+            if _edited(_source(cell), _source(known)):
+                out.notices.append(f"{number}: your changes to this locked cell were not used (the grader runs "
+                                   "its own copy): put your code in your own cell")
             continue  # another locked cell of the release: never the student's to change
         raw = _source(cell)
         if not raw.strip():
@@ -188,18 +217,18 @@ def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) ->
         # the text's size (seconds and GiB for a few MiB).
         code_cells += 1
         if code_cells > MAX_CODE_CELLS:
-            out.problems.append(f"cell {number}: the notebook has more than {MAX_CODE_CELLS} code cells; "
+            out.problems.append(f"{number}: the notebook has more than {MAX_CODE_CELLS} code cells; "
                                 "the rest was not run")
             break
         if len(raw) > MAX_CELL_BYTES:
-            out.problems.append(f"cell {number}: {len(raw) >> 10} KiB of code, more than the {MAX_CELL_BYTES >> 10} KiB "
+            out.problems.append(f"{number}: {len(raw) >> 10} KiB of code, more than the {MAX_CELL_BYTES >> 10} KiB "
                                 "a cell may hold; the cell was not run")
             out.student_sources.append("")
-            out.student_labels.append(f"cell {number}")
+            out.student_labels.append(number)
             continue
         total += len(raw)
         if total > MAX_CODE_BYTES:
-            out.problems.append(f"cell {number}: the notebook has more than {MAX_CODE_BYTES >> 20} MiB of code; the rest was ignored")
+            out.problems.append(f"{number}: the notebook has more than {MAX_CODE_BYTES >> 20} MiB of code; the rest was ignored")
             break
         source = raw
         if has_ipython_syntax(raw) and magic_cells < MAX_IPYTHON_CELLS:
@@ -211,23 +240,51 @@ def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) ->
                 raise RecursionError
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             if isinstance(exc, (RecursionError, MemoryError)):
-                out.problems.append(f"cell {number}: the code is nested more than {MAX_NESTING} levels deep; "
+                out.problems.append(f"{number}: the code is nested more than {MAX_NESTING} levels deep; "
                                     "the cell was not run")
             else:
                 line = getattr(exc, "lineno", None)
                 where = f", line {line}" if line else ""
                 message = " ".join(str(getattr(exc, "msg", exc)).split())[:200]
-                out.problems.append(f"cell {number}{where}: {exc.__class__.__name__}: {message}; the cell was not run")
+                out.problems.append(f"{number}{where}: {exc.__class__.__name__}: {message}; the cell was not run")
             out.student_sources.append("")
-            out.student_labels.append(f"cell {number}")
+            out.student_labels.append(number)
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 out.definitions[node.name] = node
+                places = out.defined_in.setdefault(node.name, [])
+                if number not in places:
+                    places.append(number)
         out.student_sources.append(source)
-        out.student_labels.append(f"cell {number}")
-        out.cells.append(Cell(source, f"cell {number}"))
+        out.student_labels.append(number)
+        out.cells.append(Cell(source, number))
     return out
+
+
+def _edited(submitted: str, released: str) -> bool:
+    """Whether a locked cell's code was changed (whitespace and outputs aside)."""
+    return " ".join(submitted.split()) != " ".join(released.split())
+
+
+def structural_notices(extracted: Extracted, exercises: list[registry.Exercise]) -> list[str]:
+    """What the student should know about how the notebook was read: locked cells whose edits were
+    discarded, graded functions defined more than once (the last definition is graded), missing
+    graded functions with a near match among the names the notebook defines."""
+    import difflib
+
+    notices = list(extracted.notices)
+    for exercise in exercises:
+        places = extracted.defined_in.get(exercise.name, [])
+        if len(places) > 1:
+            notices.append(f"`{exercise.name}` is defined in {len(places)} cells ({', '.join(places)}): "
+                           f"the last one, {places[-1]}, was graded")
+        elif not places:
+            near = difflib.get_close_matches(exercise.name, list(extracted.defined_in), n=1, cutoff=0.6)
+            if near:
+                notices.append(f"`{exercise.name}` is not defined, but `{near[0]}` is ({extracted.defined_in[near[0]][-1]}): "
+                               f"rename it to `{exercise.name}` to have it graded")
+    return notices
 
 
 def signature_problem(exercise: registry.Exercise, definitions: dict[str, ast.FunctionDef]) -> str | None:

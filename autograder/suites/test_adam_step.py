@@ -10,10 +10,12 @@ changed (no bias correction, eps inside the square root, ...).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from autograder.grading.compare import expect, expect_close, expect_like, fail, matches, tolerance_for
-from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices
+from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices, uniform
 
 EXERCISE = "adam_step"
 
@@ -22,10 +24,17 @@ DEFAULTS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 #: Parameter shapes: a matrix and a vector.
 SHAPES = ((4, 3), (5,))
 #: Learning rates are drawn from this range.
-LR_RANGE = (0.01, 0.1)
-#: Steps of the trajectory test, with options other than the defaults (passed explicitly).
+LR_RANGE = (0.01, 0.05)
+#: Gradient entries of the value tests: magnitudes in [1, 2), random signs. Bounded away from zero so
+#: that where eps goes (inside the root, before the bias correction) moves a parameter by less than
+#: lr * 3.2e-7 per step, far below the tolerance: eps placement is owned by test_eps_outside_sqrt
+#: alone (eps = 1 there), and no other test passes or fails with the drawn gradients.
+GRAD_MAGNITUDE = (1.0, 2.0)
+#: Steps of the trajectory test, with options other than the defaults (passed explicitly; eps so
+#: small that only the betas tell hard-coded defaults apart, see GRAD_MAGNITUDE).
 TRAJECTORY_STEPS = 6
-TRAJECTORY_OPTIONS = {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6}
+TRAJECTORY_OPTIONS = {"beta1": 0.8, "beta2": 0.99, "eps": 1e-10}
+TRAJECTORY_GRAD_SCALE = 10.0
 #: Steps with one constant gradient in the bias-correction test: a corrected Adam then moves every
 #: entry by almost exactly lr per step, an uncorrected one by about 3 lr at t = 1.
 BIAS_STEPS = 3
@@ -45,6 +54,8 @@ HINT_STATES = ("update the given states in place (v.mul_(beta1).add_((1 - beta1)
 HINT_BIAS = ("bias correction divides by 1 - beta1^t and 1 - beta2^t with the 1-based step number t you are given "
              "(at t = 1: 1 - beta1 and 1 - beta2); 1 - beta^0 = 0 would divide by zero")
 HINT_EPS = "eps is added after the square root: sqrt(s_hat) + eps, not sqrt(s_hat + eps)"
+HINT_EPS_AFTER_CORRECTION = ("correct both moments first (v_hat = v / (1 - beta1^t), s_hat = s / (1 - beta2^t)), "
+                             "then add eps after the square root: sqrt(s_hat) + eps, as torch.optim.Adam does")
 HINT_TINY = ("eps keeps the update finite and small where gradients are tiny or zero: "
              "p -= lr * v_hat / (sqrt(s_hat) + eps) (0 / (0 + eps) = 0)")
 
@@ -69,7 +80,8 @@ def _torch_adam(params, steps, lr, options):
 
 
 def _written_out(params, steps, lr, beta1, beta2, eps, *, correct_v=True, correct_s=True, t_shift=0,
-                 eps_inside=False, sign=-1.0, carry_states=True):
+                 eps_inside=False, sign=-1.0, carry_states=True, eps_before_correction=False,
+                 eps_in_s_before_correction=False):
     """Adam written out with one thing changeable: the known mistakes' trajectories (float64)."""
     ps = [p.detach().to(FLOAT64).clone() for p in params]
     states = [(torch.zeros_like(p), torch.zeros_like(p)) for p in ps]
@@ -83,7 +95,12 @@ def _written_out(params, steps, lr, beta1, beta2, eps, *, correct_v=True, correc
             states[i] = (v, s)
             v_hat = v / (1 - beta1 ** (t + t_shift)) if correct_v else v
             s_hat = s / (1 - beta2 ** (t + t_shift)) if correct_s else s
-            denominator = torch.sqrt(s_hat + eps) if eps_inside else torch.sqrt(s_hat) + eps
+            if eps_before_correction:  # (sqrt(s) + eps) / sqrt(1 - beta2^t): the paper's "efficient" form
+                denominator = (torch.sqrt(s) + eps) / math.sqrt(1 - beta2 ** t)
+            elif eps_in_s_before_correction:  # sqrt((s + eps) / (1 - beta2^t))
+                denominator = torch.sqrt((s + eps) / (1 - beta2 ** t))
+            else:
+                denominator = torch.sqrt(s_hat + eps) if eps_inside else torch.sqrt(s_hat) + eps
             p += sign * lr * v_hat / denominator
         history.append([p.clone() for p in ps])
     return history
@@ -109,8 +126,19 @@ def _mistakes(params, steps, lr, options):
             run(sign=1.0),
         "beta1 and beta2 swapped: beta1 (0.9 by default) is for v, beta2 (0.999) for s":
             lambda: _written_out(params, steps, lr, b2, b1, eps),
-        "no eps in the denominator: " + HINT_TINY: lambda: _written_out(params, steps, lr, b1, b2, 0.0),
+        "eps added before the bias correction ((sqrt(s) + eps) / sqrt(1 - beta2^t), the Adam paper's "
+        "'efficient' form, scales eps by 1 / sqrt(1 - beta2^t)): " + HINT_EPS_AFTER_CORRECTION:
+            run(eps_before_correction=True),
+        "eps added to s before the bias correction and inside the square root (sqrt((s + eps) / (1 - beta2^t))): "
+        + HINT_EPS_AFTER_CORRECTION: run(eps_in_s_before_correction=True),
+        "eps inside the square root AND moments v, s not carried over from one step to the next (two mistakes): "
+        + HINT_EPS + "; " + HINT_STATES: run(eps_inside=True, carry_states=False),
     }
+    for fixed in (1e-8, 1e-6):  # named before "no eps", which a tiny fixed eps also matches
+        if abs(eps - fixed) > 1e-12:
+            mistakes[f"the eps argument ignored (a fixed eps = {fixed:g} instead of the {eps:g} passed in): "
+                     "use the eps parameter"] = (lambda fixed=fixed: _written_out(params, steps, lr, b1, b2, fixed))
+    mistakes["no eps in the denominator: " + HINT_TINY] = lambda: _written_out(params, steps, lr, b1, b2, 0.0)
     if options:
         d = DEFAULTS
         mistakes["the default beta1, beta2 and eps instead of the values passed in: use the arguments"] = (
@@ -152,8 +180,13 @@ def _expect_trajectory(result, params, steps, lr, options, device, exercise, hin
                          mistakes={"the initial zeros: " + HINT_STATES: torch.zeros_like(want)})
 
 
+def _bounded(rng, shape):
+    magnitude = uniform(rng, *GRAD_MAGNITUDE, *shape)
+    return torch.where(torch.rand(shape, generator=rng) < 0.5, -magnitude, magnitude)
+
+
 def _gradients(rng, params, count, scale=1.0):
-    return [[normal(rng, *p.shape, scale=scale) for p in params] for _ in range(count)]
+    return [[_bounded(rng, p.shape) * scale for p in params] for _ in range(count)]
 
 
 def test_single_step(student, rng, device, exercise):
@@ -166,7 +199,9 @@ def test_single_step(student, rng, device, exercise):
 
 def test_trajectory(student, rng, device, exercise):
     params = _params(rng)
-    steps = _gradients(rng, params, TRAJECTORY_STEPS)
+    # Gradients ten times larger: an eps of up to 1e-6, wherever it is put, moves no parameter by
+    # more than a tenth of the tolerance over the whole trajectory (owned by test_eps_outside_sqrt).
+    steps = _gradients(rng, params, TRAJECTORY_STEPS, scale=TRAJECTORY_GRAD_SCALE)
     lr = number(rng, *LR_RANGE)
     result = _run(student, params, steps, lr, TRAJECTORY_OPTIONS, device)
     _expect_trajectory(result, params, steps, lr, TRAJECTORY_OPTIONS, device, exercise, HINT_UPDATE)
@@ -202,6 +237,22 @@ def test_tiny_gradients(student, rng, device, exercise):
         steps.append(step)
     lr = number(rng, *LR_RANGE)
     result = _run(student, params, steps, lr, {}, device)
+    # This test owns "there is an eps": finite, small updates where gradients are tiny or zero.
+    # Where the eps goes is test_eps_outside_sqrt's: its misplacements pass here.
+    for t, step in enumerate(result["params"], start=1):
+        for i, p in enumerate(step):
+            if isinstance(p, torch.Tensor) and p.device.type != "meta" and not bool(torch.isfinite(p).all()):
+                fail(f"parameter {i} after step {t} with tiny or zero gradients has nan or inf entries: "
+                     "no eps in the denominator (0 / 0)", hint=HINT_TINY)
+    o = DEFAULTS
+    misplaced = [_written_out(params, steps, lr, o["beta1"], o["beta2"], o["eps"], **change)
+                 for change in ({"eps_inside": True}, {"eps_before_correction": True},
+                                {"eps_in_s_before_correction": True})]
+    misplaced += [_written_out(params, steps, lr, o["beta1"], o["beta2"], fixed) for fixed in (1e-6,)]
+    tol = tolerance_for(FLOAT64, exercise)
+    if any(all(matches(a, c, tol) for a_step, c_step in zip(result["params"], trajectory) for a, c in zip(a_step, c_step))
+           for trajectory in misplaced):
+        return
     _expect_trajectory(result, params, steps, lr, {}, device, exercise, HINT_TINY, states=False)
 
 
@@ -215,6 +266,10 @@ def test_in_place_no_history(student, rng, device, exercise):
             what = getattr(value, "what", None) or f"a {type(value).__name__}"
             fail(f"adam_step returned {what} at step {t}; it must return None",
                  hint="adam_step works in place on the parameters and states: no return value")
+    expect(result.get("storage_replaced") is not True,
+           "after adam_step the parameters or states are the same tensor objects, but their storage was replaced "
+           "(p.data = p.data - ... or v.data = ... assigns a new tensor; views of the old one never see the update)",
+           hint="update in place: p.data.sub_(...) or p -= ... under torch.no_grad(), v.mul_(beta1).add_(...)")
     expect(result["same_objects"] is True, "after adam_step the parameters or states are not the tensors passed in",
            hint=("update in place under torch.no_grad() (p -= ..., p.sub_(...), v.mul_(...)); "
                  "p = p - ... or states[i] = (v, s) binds new tensors that the caller never sees"))

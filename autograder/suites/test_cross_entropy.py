@@ -1,5 +1,17 @@
 """Hidden tests of ``cross_entropy(y_hat, y)`` (docs/exercises.md §2): the per-example losses
-``-log(y_hat[i, y[i]])``, shape (n,), differentiable with respect to ``y_hat``."""
+``-log(y_hat[i, y[i]])``, shape (n,), differentiable with respect to ``y_hat``.
+
+Which test owns which property (one mistake loses only the tests that name it):
+
+- ``test_values``, ``test_gradient``, ``test_per_example``, ``test_float32``: the values (and shape)
+  of the losses and of the gradient, on probabilities bounded away from zero (``MIN_PROBABILITY``),
+  where an epsilon guard such as ``-log(y_hat + 1e-8)`` changes nothing beyond the tolerance;
+- ``test_small_probabilities``: exact losses of confident mistakes (probabilities down to 1e-12),
+  which an epsilon guard changes by a wide margin: it alone names the guard;
+- ``test_device``: the output's dtype and device (on meta: propagation) — not its values or shape,
+  so returning the mean costs the value tests only;
+- ``test_no_mutation``: ``y_hat`` and ``y`` left exactly as they were (any returned tensor will do).
+"""
 
 from __future__ import annotations
 
@@ -25,11 +37,21 @@ HINT_VALUES = ("pick each row's probability of its own label, y_hat[i, y[i]] (e.
 HINT_PER_EXAMPLE = "return one loss per example, shape (n,): no .mean() or .sum() over the examples"
 HINT_GRADIENT = "compute the loss from y_hat with differentiable torch operations (indexing, torch.log)"
 HINT_NO_MUTATION = "do not modify y_hat or y in place (y_hat.log_(), y_hat[...] = ...): compute new tensors"
+HINT_GUARD = ("the contract's probabilities are > 0, so -log(y_hat[i, y[i]]) needs no epsilon; an eps guard "
+              "(-log(p + 1e-8), clamp(p, min=1e-8)) changes the loss of confident mistakes (p = 1e-12 gives "
+              "18.4 instead of 27.6)")
+
+
+#: Every probability of the value tests is at least MIN_FRACTION / q (a mixture with the uniform
+#: distribution): an epsilon guard of 1e-8 then moves a loss by at most 1e-8 q / MIN_FRACTION < 1e-7.
+MIN_FRACTION = 0.8
+#: Probabilities of the labels in the small-probability test (confident mistakes).
+SMALL_PROBABILITIES = (1e-12, 1e-9, 1e-6, 1e-4)
 
 
 def _inputs(rng: torch.Generator, n: int, q: int) -> dict[str, torch.Tensor]:
-    """Probabilities (rows sum to one, entries > 0) and labels in [0, q)."""
-    y_hat = reference_softmax(normal(rng, n, q, scale=LOGIT_SCALE))
+    """Probabilities (rows sum to one, entries >= MIN_FRACTION / q) and labels in [0, q)."""
+    y_hat = MIN_FRACTION / q + (1 - MIN_FRACTION) * reference_softmax(normal(rng, n, q, scale=LOGIT_SCALE))
     return {"y_hat": y_hat, "y": integers(rng, 0, q, n)}
 
 
@@ -46,6 +68,9 @@ def _mistakes(y_hat: torch.Tensor, y: torch.Tensor) -> dict[str, object]:
             lambda: -torch.log(y_hat).sum(dim=1),
         "a base-2 logarithm instead of the natural logarithm (torch.log)": lambda: -torch.log2(picked),
         "a base-10 logarithm instead of the natural logarithm (torch.log)": lambda: -torch.log10(picked),
+        "-log(y_hat + eps) with a small eps guard: " + HINT_GUARD: lambda: -torch.log(picked + 1e-8),
+        "-log(clamp(y_hat, min=eps)), a clamped probability: " + HINT_GUARD:
+            lambda: -torch.log(picked.clamp(min=1e-8)),
     }
 
 
@@ -89,7 +114,22 @@ def test_float32(student, rng, device, exercise):
                     hint=HINT_GRADIENT, case=" (float32)")
 
 
+def test_small_probabilities(student, rng, device, exercise):
+    n = len(SMALL_PROBABILITIES)
+    y = integers(rng, 0, Q, n)
+    y_hat = torch.full((n, Q), 0.0, dtype=FLOAT64)
+    for i, p in enumerate(SMALL_PROBABILITIES):
+        y_hat[i] = (1 - p) / (Q - 1)
+        y_hat[i, y[i]] = p
+    args = {"y_hat": y_hat, "y": y}
+    result = student.vjp(EXERCISE, args, device=device)
+    _expect_output(result, args, device, FLOAT64, exercise,
+                   f"output for label probabilities {', '.join(f'{p:g}' for p in SMALL_PROBABILITIES)}",
+                   hint=HINT_GUARD)
+
+
 def test_device(student, rng, device, propagation_devices, exercise):
+    """Owns the output's dtype and device; values and shape are the value tests'."""
     for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             args = _inputs(rng, N, Q)
@@ -97,19 +137,19 @@ def test_device(student, rng, device, propagation_devices, exercise):
             result = vjp_on(student, EXERCISE, args, where)
             if result is None:
                 continue
-            quantity = f"output for {dtype_text(dtype)} y_hat on {where}"
-            if where == "meta":
-                expect_like(result.output, shape=(N,), dtype=dtype, device="meta", quantity=quantity,
-                            hint=HINT_PER_EXAMPLE)
-            else:
-                _expect_output(result, args, where, dtype, exercise, quantity)
+            output = result.output
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else (N,)
+            expect_like(output, shape=shape, dtype=dtype, device=where,
+                        quantity=f"output for {dtype_text(dtype)} y_hat on {where}")
 
 
 def test_no_mutation(student, rng, device, exercise):
+    """Owns: y_hat and y left as they were. Any returned tensor will do (values are the value tests')."""
     args = _inputs(rng, N, Q)
     result = student.vjp(EXERCISE, args, device=device)
+    output = result.output
+    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else (N,)
+    expect_like(output, shape=shape, dtype=FLOAT64, device=device, quantity="output")
     for name in ("y_hat", "y"):
         expect_equal(result.inputs_after.get(name), args[name].to(device), quantity=f"{name} after the call",
                      hint=HINT_NO_MUTATION)
-    # leaving the inputs alone is only worth a point when the function also does its job
-    _expect_output(result, args, device, FLOAT64, exercise, "output")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from autograder.sandbox.session import StudentError
-from autograder.grading.compare import expect, expect_close, expect_gradient, expect_like, fail, has_nonfinite
+from autograder.grading.compare import (expect, expect_close, expect_equal, expect_gradient, expect_like, fail,
+                                        has_nonfinite)
 from autograder.suites._common import (FLOAT32, FLOAT64, away_from_zero, dtype_text, hoeffding_epsilon, normal,
                                        shape_text, value_and_propagation_devices, vjp_on)
 
@@ -185,6 +186,24 @@ def test_edge_probabilities(student, rng, device, exercise):
     # a correct dropout keeps all of these 26 elements with probability 2^-26
     expect(seen_dropped > 0, f"no element was dropped in any of the odd shapes with drop_prob={ODD_PROB}",
            hint=HINT_RATE)
+
+
+HINT_NO_MUTATION = ("leave X as it is: build the output as a new tensor (X * mask / (1 - drop_prob), "
+                    "torch.zeros_like(X)); X.zero_(), X.mul_(...) or X[...] = ... change the caller's tensor")
+#: drop_prob values of the no-mutation test: the edge cases are where in-place shortcuts hide.
+MUTATION_PROBS = (0.5, 1.0, 0.0)
+
+
+def test_no_mutation(student, rng, device, exercise):
+    """Owns: X is left exactly as it was, for every drop_prob (values, shape, requires_grad). Needs a
+    returned tensor of X's shape, not correct values (those are the other tests')."""
+    for p in MUTATION_PROBS:
+        X = away_from_zero(rng, *SHAPE)
+        result = student.vjp(EXERCISE, {"X": X, "drop_prob": p}, device=device)
+        expect_like(result.output, shape=SHAPE, dtype=FLOAT64, device=device,
+                    quantity=f"output for drop_prob={p}", hint="the output has X's shape, dtype and device")
+        expect_equal(result.inputs_after["X"], X.to(device), quantity=f"X after the call with drop_prob={p}",
+                     hint=HINT_NO_MUTATION)
 
 
 def test_invalid_p(student, rng, device, exercise):

@@ -164,7 +164,9 @@ def grads_in_place(fn: Callable, args: dict[str, Any], spec: dict[str, Any]) -> 
         for p, g in zip(params, step):
             p.grad = None if g is None else g.detach().clone()
         before.append([_identity(p.grad) for p in params])
-        value = _call(fn, spec["signature"], {params_name: params, **options})
+        # "generator": params passed as a generator, iterable once (as model.parameters() is)
+        given = (p for p in params) if args.get("generator") else params
+        value = _call(fn, spec["signature"], {params_name: given, **options})
         returned.append(_snapshot(value))
         grads.append([_snapshot(p.grad) for p in params])
         after.append([_identity(p.grad) for p in params])
