@@ -49,7 +49,7 @@ EXPECTED_EXAMPLES = {
     "ada_perfect/linear_models.ipynb": {"softmax": ("passed", None, None), "cross_entropy": ("passed", None, None)},
     "ben_unstable_softmax/linear_models.ipynb": {
         "softmax": ("partial", "test_stability", "maximum"),
-        "cross_entropy": ("failed", "test_values", "mean"),
+        "cross_entropy": ("partial", "test_values", "mean"),
     },
     "eve_forbidden_call/linear_models.ipynb": {
         "softmax": ("forbidden", None, "torch.nn.functional.softmax"),

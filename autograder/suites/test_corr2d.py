@@ -9,14 +9,15 @@ Which test owns which property (one mistake loses only the tests that name it):
   ``dtype=`` is judged at float32's tolerance here: its dtype is ``test_device``'s);
 - ``test_gradient_X``, ``test_gradient_K``: the vector-Jacobian products, likewise;
 - ``test_float32``: float32 inputs give float32 values and gradients;
-- ``test_device``: the output's dtype and device (the input's), on the CPU, GPU and meta.
+- ``test_device``: the output's dtype and device (the input's), on the CPU, GPU and meta;
+- ``test_no_mutation``: X and K left exactly as they were.
 """
 
 from __future__ import annotations
 
 import torch
 
-from autograder.grading.compare import expect_close, expect_gradient, expect_like, looser_tolerance
+from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like, looser_tolerance
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
                                        shape_text, value_and_propagation_devices, vjp_on)
 from reference import corr2d as reference_corr2d
@@ -141,3 +142,16 @@ def test_device(student, rng, device, propagation_devices, exercise):
                             hint=HINT_SHAPES)
             else:
                 _expect_output(result, args, where, dtype, exercise, quantity, strict_dtype=True)
+
+
+def test_no_mutation(student, rng, device, exercise):
+    """Owns: X and K left as they were. Needs a returned tensor; its values are the value tests'."""
+    args = _inputs(rng, X_SHAPE, K_SHAPE)
+    result = student.vjp(EXERCISE, args, device=device)
+    output = result.output
+    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
+    expect_like(output, shape=shape, dtype=output.dtype if isinstance(output, torch.Tensor) else FLOAT64,
+                device=device, quantity="output")
+    for name in ("X", "K"):
+        expect_equal(result.inputs_after.get(name), args[name].to(device), quantity=f"{name} after the call",
+                     hint="leave X and K as they are: write the result into a new tensor (Y), never into X or K")

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from autograder.grading.compare import expect_close, expect_gradient, expect_like, has_nonfinite
+from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, integer, normal, reference_output,
                                        reference_vjp, shape_text, value_and_propagation_devices, vjp_on)
 from reference import self_attention as reference_self_attention
@@ -233,3 +233,18 @@ def test_device(student, rng, device, propagation_devices, exercise):
                 _expect_output(result.output, args, where, dtype, exercise,
                                f"output for {dtype_text(dtype)} inputs on {where}"
                                f"{' with a causal mask' if mask is not None else ''}", HINT_VALUES)
+
+
+HINT_NO_MUTATION = ("leave X, the weights and the mask as they are: compute new tensors (no masked_fill_, "
+                    "X.mul_(...) or in-place writes into an input)")
+
+
+def test_no_mutation(student, rng, device, exercise):
+    """Owns: every input (X, W_q, W_k, W_v, mask) left exactly as it was. Needs an output of the
+    right shape; its values are the value tests'."""
+    args = _inputs(rng, mask=_causal(N))
+    result = student.vjp(EXERCISE, args, device=device)
+    expect_like(result.output, shape=(BATCH, N, D_V), dtype=FLOAT64, device=device, quantity="output")
+    for name, value in args.items():
+        expect_equal(result.inputs_after.get(name), value.to(device), quantity=f"{name} after the call",
+                     hint=HINT_NO_MUTATION)
