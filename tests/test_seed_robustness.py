@@ -28,7 +28,11 @@ from autograder.sandbox.session import Cell, StudentSession
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "implementations"
 SEEDS = [7919 * i + 104729 for i in range(20)]
-EXERCISES = [e for e in registry.EXERCISES if (FIXTURES / f"{e.name}.py").is_file()]
+#: The first eight exercises (assignments 01-07); later ones are checked against their fixtures by
+#: tests/test_suites_against_fixtures.py and tests/test_fixture_outcomes.py.
+FIRST_EIGHT = ("softmax", "cross_entropy", "dropout", "corr2d", "clip_grad", "adam_step", "self_attention",
+               "q_learning_update")
+EXERCISES = [registry.BY_NAME[name] for name in FIRST_EIGHT]
 SETUP = "import math\nimport numpy as np\nimport torch\n"
 
 pytestmark = pytest.mark.slow
