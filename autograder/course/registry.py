@@ -243,6 +243,8 @@ EXERCISES: tuple[Exercise, ...] = (
             PublicCase("rows sum to one", {"X": [[1.0, 2.0, 3.0]]}, [[0.09003057317038046, 0.24472847105479764, 0.6652409557748219]]),
             PublicCase("large equal scores", {"X": [[1000.0, 1000.0]]}, [[0.5, 0.5]]),
             PublicCase("large gap", {"X": [[-1000.0, 0.0]]}, [[0.0, 1.0]]),
+            PublicCase("each row on its own (over the last dimension)", {"X": [[1.0, 2.0], [3.0, 5.0]]},
+                       [[0.26894142136999516, 0.7310585786300049], [0.11920292202211755, 0.8807970779778823]]),
         ),
     ),
     Exercise(
@@ -339,6 +341,8 @@ EXERCISES: tuple[Exercise, ...] = (
         public_cases=(
             PublicCase("norm 5 clipped to 1", {"grads": [[3.0, 4.0]], "theta": 1.0}, {"norm": 5.0, "grads": [[0.6, 0.8]]}),
             PublicCase("norm 5 below 10 is untouched", {"grads": [[3.0, 4.0]], "theta": 10.0}, {"norm": 5.0, "grads": [[3.0, 4.0]]}),
+            PublicCase("one global norm over all parameters", {"grads": [[3.0], [4.0]], "theta": 1.0},
+                       {"norm": 5.0, "grads": [[0.6], [0.8]]}),
         ),
     ),
     Exercise(
@@ -360,6 +364,11 @@ EXERCISES: tuple[Exercise, ...] = (
                 "first step moves each entry by about lr",
                 {"params": [[1.0, -2.0]], "grads": [[0.5, -3.0]], "lr": 0.1, "t": 1},
                 {"params": [[0.900000002, -1.9000000003333333]]},
+            ),
+            PublicCase(
+                "eps is added after the square root (here eps = 1)",
+                {"params": [[1.0]], "grads": [[0.25]], "lr": 0.1, "t": 1, "eps": 1.0},
+                {"params": [[0.98]]},
             ),
         ),
     ),
