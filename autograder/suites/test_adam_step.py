@@ -34,6 +34,8 @@ GRAD_MAGNITUDE = (1.0, 2.0)
 #: small that only the betas tell hard-coded defaults apart, see GRAD_MAGNITUDE).
 TRAJECTORY_STEPS = 6
 TRAJECTORY_OPTIONS = {"beta1": 0.8, "beta2": 0.99, "eps": 1e-10}
+#: Gradient scale of the tests with several steps (trajectory, bias correction, device): a fixed or
+#: misplaced eps of up to 1e-6 moves no parameter by more than a tenth of the tolerance there.
 TRAJECTORY_GRAD_SCALE = 10.0
 #: Steps with one constant gradient in the bias-correction test: a corrected Adam then moves every
 #: entry by almost exactly lr per step, an uncorrected one by about 3 lr at t = 1.
@@ -209,7 +211,7 @@ def test_trajectory(student, rng, device, exercise):
 
 def test_bias_correction(student, rng, device, exercise):
     params = _params(rng)
-    constant = _gradients(rng, params, 1)[0]
+    constant = _gradients(rng, params, 1, scale=TRAJECTORY_GRAD_SCALE)[0]  # several steps: see test_trajectory
     steps = [constant] * BIAS_STEPS
     lr = number(rng, *LR_RANGE)
     result = _run(student, params, steps, lr, {}, device)
@@ -285,7 +287,7 @@ def test_device(student, rng, device, propagation_devices, exercise):
     for where in state_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             params = [p.to(dtype) for p in _params(rng)]
-            steps = [[g.to(dtype) for g in step] for step in _gradients(rng, params, 2)]
+            steps = [[g.to(dtype) for g in step] for step in _gradients(rng, params, 2, scale=TRAJECTORY_GRAD_SCALE)]
             lr = number(rng, *LR_RANGE)
             result = _run(student, params, steps, lr, {}, where, dtype)
             if result is None:

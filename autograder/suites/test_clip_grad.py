@@ -94,13 +94,20 @@ def _step_mistakes(grads: list[torch.Tensor | None], theta: float,
     if norm <= theta:
         return {"the gradients scaled by theta / ||g|| although ||g|| <= theta: " + HINT_SMALL:
                 each(lambda g: g * (theta / norm))}
-    # Listed first: when every gradient's own norm is below theta, clipping each one by its own
-    # norm changes nothing, and "left unchanged" would name the wrong cause.
+    unchanged = unchanged or "the gradients left unchanged: " + HINT_IN_PLACE
+    if all(float(g.norm()) <= theta for g in present if g is not None):
+        # Clipping each gradient by its own norm changes nothing here: both causes are named.
+        per_tensor = {unchanged + "; or each gradient was clipped by its own norm (per-tensor clipping), "
+                      "which is below theta for every one of them here: " + HINT_PER_TENSOR: each(lambda g: g)}
+    else:
+        per_tensor = {
+            "each gradient clipped by its own norm instead of the global norm of all gradients together "
+            "(per-tensor clipping): " + HINT_PER_TENSOR:
+                each(lambda g: g * (theta / float(g.norm())) if float(g.norm()) > theta else g),
+            unchanged: each(lambda g: g),
+        }
     return {
-        "each gradient clipped by its own norm instead of the global norm of all gradients together "
-        "(per-tensor clipping): " + HINT_PER_TENSOR:
-            each(lambda g: g * (theta / float(g.norm())) if float(g.norm()) > theta else g),
-        (unchanged or "the gradients left unchanged: " + HINT_IN_PLACE): each(lambda g: g),
+        **per_tensor,
         "the gradients scaled by ||g|| / theta (the ratio inverted)": each(lambda g: g * (norm / theta)),
         "the gradients scaled by theta / ||g||^2 (the squared norm, the square root is missing)":
             each(lambda g: g * (theta / norm**2)),
