@@ -2,9 +2,9 @@
 §21): one tabular SARSA update of ``Q[s, a]``, in place, returning the TD error, with the on-policy
 target ``r + gamma * Q[s_next, a_next]`` (``r`` alone when done).
 
-Single updates run through the ``q_update`` harness (the table-update convention of
-``q_learning_update``). ``test_training`` runs the grader's on-policy epsilon-greedy loop on
-gymnasium's CliffWalking in the worker (the ``td_episodes`` harness), checks every returned
+Single updates use the exercise's ``TableUpdate`` convention (that of ``q_learning_update``).
+``test_training`` runs the grader's on-policy epsilon-greedy loop on gymnasium's CliffWalking in the
+worker (its ``EpisodeLoop`` convention, with ``a_next`` as the next action), checks every returned
 transition against the grader's own copy of the environment, replays the transitions through the
 reference update and follows the greedy policy of the learned table to the goal.
 
