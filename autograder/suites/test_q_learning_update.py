@@ -57,7 +57,12 @@ def _case(rng, done: bool, dtype=FLOAT64, self_loop: bool = False) -> dict:
     Q = normal(rng, N_STATES, N_ACTIONS)
     if done:
         Q[s_next, integer(rng, 0, N_ACTIONS)] = TERMINAL_NEXT_VALUE
-    return {"Q": Q.to(dtype), "s": s, "a": integer(rng, 0, N_ACTIONS), "r": number(rng, *REWARD_RANGE),
+    a = integer(rng, 0, N_ACTIONS)
+    if not done and int(Q[s_next].argmax()) == a:
+        # The action taken is never the best next one: bootstrapping from Q[s_next, a] (SARSA-like)
+        # instead of the max then differs on every seed, not on one in N_ACTIONS.
+        Q[s_next, (a + 1) % N_ACTIONS] = Q[s_next, a] + 1.0
+    return {"Q": Q.to(dtype), "s": s, "a": a, "r": number(rng, *REWARD_RANGE),
             "s_next": s_next, "done": done, "alpha": number(rng, *ALPHA_RANGE), "gamma": number(rng, *GAMMA_RANGE)}
 
 
