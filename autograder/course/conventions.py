@@ -131,7 +131,12 @@ class OptimizerState(Convention):
         grads_kept = all(
             len(_list(kept)) == len(sent) and all(_same_values(g, s) for g, s in zip(_list(kept), sent))
             for kept, sent in zip(_list(raw.get("grads_after")), args.get("steps", []), strict=False))
-        return {**raw, "same_objects": same, "history_free": history_free, "grads_kept": grads_kept}
+        # the same tensor objects with another storage: p.data = p.data - ... (not in place)
+        storage_replaced = (not same and len(before) == len(after) and all(
+            isinstance(b, list) and isinstance(a, list) and len(b) == len(a) == 2 and b[0] == a[0]
+            for b, a in zip(before, after)))
+        return {**raw, "same_objects": same, "storage_replaced": storage_replaced, "history_free": history_free,
+                "grads_kept": grads_kept}
 
     def state_names(self) -> tuple[str, ...]:
         return (self.state_layout,) if isinstance(self.state_layout, str) else tuple(self.state_layout)
