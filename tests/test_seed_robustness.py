@@ -78,6 +78,7 @@ def grader():
 
 
 def _failing(session: StudentSession, server: SuiteServer, exercise: registry.Exercise, seed: int) -> dict[str, str]:
+    session.reset_budgets()  # each implementation and seed is a submission of its own
     collector = engine._Collector(session, seed, "cpu", ["meta"])
     server([exercise], collector)
     return {test: collector.outcomes[(exercise.name, test)].message if (exercise.name, test) in collector.outcomes

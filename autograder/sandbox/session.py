@@ -430,6 +430,14 @@ class StudentSession:
             else:
                 self.load_problems = problems
 
+    def reset_budgets(self) -> None:
+        """Fresh submission budgets (wall clock, CPU, reply bytes): the seed-robustness test grades
+        many implementations, each under many seeds, as separate submissions on one warm worker."""
+        self.deadline = None
+        self.cpu_used = 0.0
+        self.out_of_time = False
+        self.reply_budget = protocol.Budget(bounds.MAX_SUBMISSION_REPLY_BYTES)
+
     def rebind(self, function: str, source: str) -> None:
         """Run ``source`` (typically ``function = other_definition``) in the live worker and keep it
         as the last cell (re-run after a restart), forgetting ``function``'s strikes and recorded
