@@ -232,6 +232,51 @@ USAGE = {
     "sgd_momentum_step": OPTIM_USAGE,
     "adagrad_step": OPTIM_USAGE,
     "rmsprop_step": OPTIM_USAGE,
+    "conv2d": {
+        "torch.nn.functional.conv2d": "{f}(X, K, b, stride, padding)",
+        "torch.conv2d": "{f}(X, K, b, stride, padding)",
+        "torch.nn.Conv2d": "{f}(K.shape[1], K.shape[0], tuple(K.shape[2:]), stride=stride, padding=padding, bias=False, dtype=X.dtype)(X)",
+        "torch.convolution": "{f}(X, K, b, [stride, stride], [padding, padding], [1, 1], False, [0, 0], 1)",
+    },
+    "pool2d": {
+        "torch.nn.functional.max_pool2d": "{f}(X, kernel_size, stride, padding)",
+        "torch.nn.functional.avg_pool2d": "{f}(X, kernel_size, stride, padding)",
+        "torch.nn.functional.adaptive_max_pool2d": "{f}(X, (X.shape[-2] // kernel_size, X.shape[-1] // kernel_size))",
+        "torch.nn.functional.lp_pool2d": "{f}(X, 1.0, kernel_size, stride) / kernel_size ** 2",
+        "torch.max_pool2d": "{f}(X, kernel_size, stride or kernel_size, padding)",
+        "torch.avg_pool1d": "{f}(X.flatten(0, 1), kernel_size)",
+        "torch.nn.MaxPool2d": "{f}(kernel_size, stride, padding)(X)",
+    },
+    "batch_norm": {
+        "torch.nn.functional.batch_norm": "{f}(X, running_mean, running_var, gamma, beta, training, momentum, eps)",
+        "torch.batch_norm": "{f}(X, gamma, beta, running_mean, running_var, training, momentum, eps, False)",
+        "torch.nn.BatchNorm2d": (
+            "{f}(X.shape[1], eps=eps, momentum=momentum, affine=False, dtype=X.dtype)(X[..., None, None])[..., 0, 0]"
+            " * gamma + beta"
+        ),
+        "torch.nn.functional.instance_norm": "{f}(X.T[None], eps=eps)[0].T * gamma + beta",
+        "torch.native_batch_norm": "{f}(X, gamma, beta, running_mean, running_var, training, momentum, eps)[0]",
+    },
+    "layer_norm": {
+        "torch.nn.functional.layer_norm": "{f}(X, (X.shape[-1],), gamma, beta, eps)",
+        "torch.layer_norm": "{f}(X, [X.shape[-1]], gamma, beta, eps)",
+        "torch.nn.LayerNorm": "{f}(X.shape[-1], eps=eps, elementwise_affine=False, dtype=X.dtype)(X) * gamma + beta",
+        "torch.nn.functional.group_norm": "{f}(X, 1, None, None, eps) * gamma + beta",
+        "torch.native_layer_norm": "{f}(X, [X.shape[-1]], gamma, beta, eps)[0]",
+        "torch.nn.functional.rms_norm": "{f}(X - X.mean(-1, keepdim=True), (X.shape[-1],), gamma, eps) + beta",
+    },
+    "multi_head_attention": {
+        "torch.nn.functional.scaled_dot_product_attention": (
+            "{f}((X @ W_q).unflatten(-1, (num_heads, -1)).transpose(1, 2), (X @ W_k).unflatten(-1, (num_heads, -1)).transpose(1, 2),"
+            " (X @ W_v).unflatten(-1, (num_heads, -1)).transpose(1, 2), attn_mask=mask).transpose(1, 2).flatten(-2) @ W_o"
+        ),
+        "torch.nn.MultiheadAttention": "{f}(X.shape[-1], num_heads, bias=False, batch_first=True, dtype=X.dtype)(X, X, X)[0]",
+        "torch.nn.functional.multi_head_attention_forward": (
+            "{f}(X.transpose(0, 1), X.transpose(0, 1), X.transpose(0, 1), X.shape[-1], num_heads,"
+            " torch.cat([W_q, W_k, W_v], 1).T.contiguous(), None, None, None, False, 0.0,"
+            " W_o.T.contiguous(), None, need_weights=False)[0].transpose(0, 1)"
+        ),
+    },
 }
 
 #: Tensor methods and dispatcher operators, written out per exercise: (forbidden name, body).

@@ -448,7 +448,7 @@ EXERCISES: tuple[Exercise, ...] = (
         summary="layer normalisation over the last dimension, biased variance",
         tests=_tests(values=2, gradients=2, last_dimension=1, biased_variance=1, eps=1, shapes=1, device=1, no_mutation=1),
         forbidden=(
-            _F("torch.nn.functional.layer_norm", ("torch._C._nn.layer_norm",), ("aten.layer_norm", "aten.native_layer_norm")),
+            _F("torch.nn.functional.layer_norm", (), ("aten.layer_norm", "aten.native_layer_norm")),
             _F("torch.layer_norm", ("torch._C._VariableFunctions.layer_norm",)),
             _F("torch.nn.LayerNorm"),
             _F(
