@@ -99,7 +99,7 @@ def test_every_implementation_gets_the_same_verdict_on_every_seed(grader, exerci
         for seed in SEEDS:
             failing = _failing(session, server, exercise, seed)
             verdicts.setdefault(frozenset(failing), []).append(seed)
-            if len(verdicts) > 1:
+            if len(verdicts) > 1 and function not in getattr(_module(exercise.name), "SEED_DEPENDENT", set()):
                 break
             wrong = {t: m[:300] for t, m in failing.items() if t in expected and expected[t].lower() not in m.lower()}
             if wrong:
@@ -116,7 +116,7 @@ def test_every_implementation_gets_the_same_verdict_on_every_seed(grader, exerci
                 problems.append(f"{function}, seed {seed}: one slip, one test: fails {sorted(failing)}, "
                                 f"exactly {sorted(expected)} expected")
                 break
-        if len(verdicts) > 1:
+        if len(verdicts) > 1 and function not in getattr(_module(exercise.name), "SEED_DEPENDENT", set()):
             problems.append(f"{function}: the verdict depends on the seed: "
                             + "; ".join(f"seeds {seeds[:3]} fail {sorted(tests)}" for tests, seeds in verdicts.items()))
     assert not problems, "\n".join(problems)
