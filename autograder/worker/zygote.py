@@ -301,7 +301,10 @@ def _empty(root: str, mode: int) -> list[str]:
     whole sandbox, which is faster."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        os.chmod(root, mode)
+        try:
+            os.chmod(root, mode)
+        except PermissionError:
+            pass  # a mount point the launcher prepared as root: its mode is already set
         fd = os.open(root, flags)
     except OSError as exc:
         return [f"cannot empty {root}: {exc}"]
