@@ -127,10 +127,11 @@ def test_layer_norm_keeps_device_and_dtype_on_meta():
 )
 def test_layer_norm_property(batch, d, scale, layout, dtype, seed):
     inputs = _ln_inputs((*batch, d), dtype, generator(seed), layout=layout, scale=scale)
-    # gradients with respect to gamma and beta sum over every row: rounding grows with their number
+    # gradients with respect to gamma and beta sum over every row: rounding grows with their number;
+    # the gradient with respect to X grows as 1 / sigma, so small inputs (scale 1e-2) round 100 times larger
     rows = math.prod(batch) if batch else 1
     assert_matches_oracle(layer_norm, layer_norm_oracle, inputs, seed=seed,
-                          tolerance=widened(tol("layer_norm", dtype), atol_factor=rows),
+                          tolerance=widened(tol("layer_norm", dtype), atol_factor=rows * max(1.0, 1.0 / scale)),
                           what=f"layer_norm shape={(*batch, d)} layout={layout} scale={scale} {dtype}")
 
 
