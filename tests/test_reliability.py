@@ -240,6 +240,7 @@ def test_a_call_starved_by_the_machine_is_retried_then_a_grader_error(monkeypatc
     import torch
 
     monkeypatch.setattr(client.WorkerProcess, "WALL_FACTOR", 1)
+    monkeypatch.setattr(client.WorkerProcess, "STARVED_FACTOR", 2)
     monkeypatch.setattr(client.WorkerProcess, "WALL_EXTRA_S", 1.0)
     born: dict[int, float] = {}
 
@@ -254,6 +255,29 @@ def test_a_call_starved_by_the_machine_is_retried_then_a_grader_error(monkeypatc
         with pytest.raises(GraderError, match="machine's load"):
             session.vjp("softmax", {"X": torch.ones(2, 2)})
 
+
+
+@pytest.mark.slow
+def test_a_busy_loop_starved_by_the_machine_is_still_the_students_timeout(monkeypatch):
+    """Past the wall-clock backstop, a call that is runnable but held back by other load keeps
+    running while it still gets some CPU: a loop that reaches its CPU-time limit is the student's
+    timeout, not the machine's fault (a stand-in usage: a third of a CPU, the rest spent waiting)."""
+    import torch
+
+    monkeypatch.setattr(client.WorkerProcess, "WALL_FACTOR", 1)
+    monkeypatch.setattr(client.WorkerProcess, "WALL_EXTRA_S", 0.5)
+    born: dict[int, float] = {}
+
+    def a_third_of_a_cpu(self):
+        elapsed = time.monotonic() - born.setdefault(id(self), time.monotonic())
+        return elapsed / 3, 2 * elapsed / 3
+
+    monkeypatch.setattr(client.WorkerProcess, "usage", a_third_of_a_cpu)
+    with client.StudentSession([client.Cell(SPIN, "cell [1]")], sandboxed=False, call_timeout=1.0) as session:
+        session.start()
+        with pytest.raises(client.StudentError) as info:
+            session.vjp("softmax", {"X": torch.ones(2, 2)})
+    assert info.value.kind == "timeout" and "of CPU time" in info.value.message, info.value.message
 
 # ------------------------------------------------------------------------ reproducible grades
 def test_seed_depends_on_graded_content_and_the_secret(monkeypatch):

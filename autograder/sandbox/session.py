@@ -158,6 +158,9 @@ class WorkerProcess:
     POLL_S = 0.25  # how often a running call's CPU time is read
     WALL_FACTOR = 3  # wall-clock backstop: WALL_FACTOR x the CPU-time limit + WALL_EXTRA_S
     WALL_EXTRA_S = 30.0
+    #: A call starved of CPU by other load may run until STARVED_FACTOR x the limit + WALL_EXTRA_S
+    #: (a tenth of a CPU) before the machine is blamed: enough for a busy loop to be judged.
+    STARVED_FACTOR = 10
 
     def __init__(self, *, sandboxed: bool, device: str, slot: int = 0,
                  limits: sandbox.Limits = sandbox.DEFAULT_LIMITS, launcher: Any = None) -> None:
@@ -237,7 +240,12 @@ class WorkerProcess:
                 raise StudentError("timeout", self.dead or "timed out")
             if wall > self.WALL_FACTOR * timeout + self.WALL_EXTRA_S:
                 if machine_starved(cpu, waited, wall):
-                    # Runnable but not running: other load on the machine, not this code.
+                    # Runnable but not running: other load on the machine, not this code. The call
+                    # keeps its chance to reach the CPU-time limit (a busy loop is still the
+                    # student's timeout) until the machine is too slow to judge it at all.
+                    if wall <= self.STARVED_FACTOR * timeout + self.WALL_EXTRA_S:
+                        thread.join(self.POLL_S)
+                        continue
                     self.kill("stopped: the machine was too busy")
                     thread.join(5)
                     raise MachineBusy(f"a call was slowed down by the machine's load ({wall:.0f} s wall clock, "

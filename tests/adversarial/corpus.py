@@ -165,7 +165,7 @@ EXPECTED: dict[str, Expect] = {
     "kill_parent_and_everyone": Expect("softmax"),
     "fork_flood": Expect("softmax", evidence=("RuntimeError",)),
     "memory_bomb": Expect("softmax", evidence=("RuntimeError",)),
-    "cpu_loop": Expect("softmax", evidence=("did not finish within",)),
+    "cpu_loop": Expect("softmax", evidence=("s of CPU time and was stopped",)),
     "ignore_signals_and_sleep": Expect("softmax", evidence=("did not finish within",)),
     "sleep_at_load": Expect("softmax", notebook_error=True, evidence=("did not finish within",)),
     "output_flood": Expect("softmax"),

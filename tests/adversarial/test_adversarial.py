@@ -59,12 +59,7 @@ KNOWN_DEVIATIONS = {
         "the name from the static scan and the call from the recorders (SECURITY.md)"),
 }
 #: Attacks that expose a defect not fixed yet: graded and reported as expected failures until fixed.
-OPEN_DEFECTS = {
-    "cpu_loop": (
-        "open defect: a busy loop graded beside other work is judged 'slowed by the machine' (a grader error, "
-        "so a free regrade) instead of the student's timeout; the CPU-time backstop needs the student's own "
-        "CPU time compared with the limit before any machine-load verdict"),
-}
+OPEN_DEFECTS: dict[str, str] = {}
 #: Seconds an attack is expected to take beyond an ordinary grading (to balance the queues).
 COST = {"sleep_at_load": 80, "cpu_loop": 45, "ignore_signals_and_sleep": 45, "os_exit_in_function": 20,
         "kill_parent_and_everyone": 20, "oversized_reply": 20, "memory_bomb": 15, "fork_flood": 12,
