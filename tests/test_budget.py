@@ -63,3 +63,23 @@ def test_batch_grading_stops_at_the_budget() -> None:
         _check(out["result"], time.monotonic() - started)
     finally:
         grader.close()
+
+
+def test_fresh_budgets_reach_the_live_worker() -> None:
+    """``reset_budgets`` (one warm worker grading many submissions in turn) gives the live worker
+    the fresh reply budget too: a budget used up by earlier submissions must not fail later ones."""
+    import torch
+
+    from autograder.sandbox import session as client
+
+    code = "def softmax(X):\n    return X.exp() / X.exp().sum(-1, keepdim=True)\n"
+    with client.StudentSession([client.Cell(code, "cell [1]")], sandboxed=False, call_timeout=10.0) as student:
+        student.start()
+        student.vjp("softmax", {"X": torch.ones(64, 64)})
+        spent = student.reply_budget
+        assert spent.left < spent.total
+        left = spent.left
+        student.reset_budgets()
+        student.vjp("softmax", {"X": torch.ones(64, 64)})
+        assert spent.left == left  # the old budget is no longer charged...
+        assert student.reply_budget.left < student.reply_budget.total  # ...the fresh one is

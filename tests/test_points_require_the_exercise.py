@@ -40,21 +40,7 @@ def grader():
     graded.close()
 
 
-#: Open defects: non-implementations that still earn a point. One-slip-one-test made the no-mutation
-#: and device tests of the first eight exercises independent of the values, so a stub that returns a
-#: tensor of the right shape keeps those points; the gate "the exercise was attempted" is not yet back.
-OPEN_DEFECTS = {
-    ("cross_entropy", "zeros"), ("cross_entropy", "first_column"), ("dropout", "identity"),
-    ("dropout", "rescale_only"), ("dropout", "zeros"), ("corr2d", "zeros"), ("adam_step", "nothing"),
-    ("self_attention", "values_only"),
-}
-_REASON = ("open defect: this non-implementation keeps the no-mutation/device point(s) since those tests "
-           "stopped requiring correct values (one slip, one test); a gate on an attempted exercise is needed")
-
-
-@pytest.mark.parametrize("exercise, name", [
-    pytest.param(e, n, marks=pytest.mark.xfail(reason=_REASON, strict=False)) if (e, n) in OPEN_DEFECTS else (e, n)
-    for e, n in CASES], ids=[f"{e}-{n}" for e, n in CASES])
+@pytest.mark.parametrize("exercise, name", CASES, ids=[f"{e}-{n}" for e, n in CASES])
 def test_a_non_implementation_earns_nothing(grader, exercise: str, name: str) -> None:
     declared = registry.BY_NAME[exercise]
     assignment = next(a for a, es in registry.assignments().items() if declared in es)

@@ -444,7 +444,10 @@ class StudentSession:
         self.deadline = None
         self.cpu_used = 0.0
         self.out_of_time = False
+        self.restarts = 0 if self.worker is None or self.worker.dead else 1
         self.reply_budget = protocol.Budget(bounds.MAX_SUBMISSION_REPLY_BYTES)
+        if self.worker is not None:  # the live worker charges its replies to the new budget
+            self.worker.budget = self.reply_budget  # type: ignore[attr-defined]
 
     def rebind(self, function: str, source: str) -> None:
         """Run ``source`` (typically ``function = other_definition``) in the live worker and keep it

@@ -173,3 +173,19 @@ def _on_device(student: StudentSession, device: str, function: str, call: Callab
             return None
         fail(f"with its inputs on the {device!r} device, `{function}` raised {error.message}",
              hint=_DEVICE_HINTS.get(device.split(":")[0], _DEVICE_HINTS["cuda"]))
+
+
+def expect_attempted(student: StudentSession, function: str, args: dict[str, Any], changed: dict[str, Any], *,
+                     device: str, what: str, owns: str) -> None:
+    """The gate of a property test (no mutation, device, ...): its points need the exercise done
+    at least in part, never only a property that doing nothing also has. Here the evidence is that
+    the output responds to ``what`` (the inputs in ``changed``), as every attempt of the exercise's
+    computation does, right or wrong; a constant, an input returned unchanged or a function of the
+    other inputs only does not."""
+    first = student.vjp(function, args, device=device).output
+    second = student.vjp(function, {**args, **changed}, device=device).output
+    if (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape
+            and torch.equal(first.detach().cpu(), second.detach().cpu())):
+        fail(f"`{function}` returned the same output when {what} changed: it does not compute the exercise yet, "
+             f"and {owns} earns points only for a function that does",
+             hint="implement the exercise first: the value tests say what is wrong")

@@ -240,6 +240,12 @@ def test_tiny_gradients(student, rng, device, exercise):
     lr = number(rng, *LR_RANGE)
     result = _run(student, params, steps, lr, {}, device)
     # This test owns "there is an eps": finite, small updates where gradients are tiny or zero.
+    # Its points need an update (parameters that move); doing nothing is finite too.
+    moved = any(isinstance(p, torch.Tensor) and p.device.type != "meta" and not torch.equal(p.detach().cpu(), p0)
+                for step in result["params"] for p, p0 in zip(step, params))
+    expect(moved, f"no parameter changed in {len(steps)} steps of adam_step with tiny (but not all zero) gradients: "
+           "the step does not update the parameters yet, and finite updates earn points only for a step that makes them",
+           hint="implement the update first: test_single_step and test_trajectory say what is wrong")
     # Where the eps goes is test_eps_outside_sqrt's: its misplacements pass here.
     for t, step in enumerate(result["params"], start=1):
         for i, p in enumerate(step):

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like, looser_tolerance
-from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
-                                       shape_text, value_and_propagation_devices, vjp_on)
+from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, expect_attempted, normal, reference_output,
+                                       reference_vjp, shape_text, value_and_propagation_devices, vjp_on)
 from reference import corr2d as reference_corr2d
 
 EXERCISE = "corr2d"
@@ -145,8 +145,11 @@ def test_device(student, rng, device, propagation_devices, exercise):
 
 
 def test_no_mutation(student, rng, device, exercise):
-    """Owns: X and K left as they were. Needs a returned tensor; its values are the value tests'."""
+    """Owns: X and K left as they were. Needs a returned tensor that depends on X; its values are the
+    value tests'."""
     args = _inputs(rng, X_SHAPE, K_SHAPE)
+    expect_attempted(student, EXERCISE, args, {"X": normal(rng, *X_SHAPE)}, device=device, what="X",
+                     owns="leaving X and K unchanged")
     result = student.vjp(EXERCISE, args, device=device)
     output = result.output
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()

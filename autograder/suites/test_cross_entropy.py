@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like
-from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, integers, normal, reference_output,
-                                       reference_vjp, value_and_propagation_devices, vjp_on)
+from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, expect_attempted, integers, normal,
+                                       reference_output, reference_vjp, value_and_propagation_devices, vjp_on)
 from reference import cross_entropy as reference_cross_entropy
 from reference import softmax as reference_softmax
 
@@ -128,8 +128,17 @@ def test_small_probabilities(student, rng, device, exercise):
                    hint=HINT_GUARD)
 
 
+def _expect_attempted(student, rng, device, owns: str) -> None:
+    """The gate of the property tests: the losses respond to the labels (a mean or a sum does too;
+    zeros, or -log of one fixed column, do not)."""
+    args = _inputs(rng, N, Q)
+    expect_attempted(student, EXERCISE, args, {"y": (args["y"] + 1) % Q}, device=device, what="the labels y",
+                     owns=owns)
+
+
 def test_device(student, rng, device, propagation_devices, exercise):
     """Owns the output's dtype and device; values and shape are the value tests'."""
+    _expect_attempted(student, rng, device, "the output's dtype and device")
     for where in value_and_propagation_devices(device, propagation_devices):
         for dtype in (FLOAT32, FLOAT64):
             args = _inputs(rng, N, Q)
@@ -144,7 +153,9 @@ def test_device(student, rng, device, propagation_devices, exercise):
 
 
 def test_no_mutation(student, rng, device, exercise):
-    """Owns: y_hat and y left as they were. Any returned tensor will do (values are the value tests')."""
+    """Owns: y_hat and y left as they were. Any returned tensor that depends on the labels will do
+    (values are the value tests')."""
+    _expect_attempted(student, rng, device, "leaving y_hat and y unchanged")
     args = _inputs(rng, N, Q)
     result = student.vjp(EXERCISE, args, device=device)
     output = result.output

@@ -30,7 +30,7 @@ RESCALE_PROB = 0.3
 GRADIENT_PROB = 0.4
 FRESH_PROB = 0.5
 #: Odd shapes of the edge test, with the probability used there.
-ODD_SHAPES = ((1,), (1, 1), (2, 3, 4))
+ODD_SHAPES = ((1,), (1, 1), (2, 3, 4), (64, 1))
 ODD_PROB = 0.5
 #: drop_prob values outside [0, 1].
 INVALID_PROBS = (-0.1, 1.5)
@@ -88,9 +88,12 @@ def test_drop_rate(student, rng, device, exercise):
 
 def _require_dropping(dropped: torch.Tensor, p: float, quantity: str) -> None:
     """A test that reads the mask off the output's zeros must first see dropout happen: an output
-    with no (or too few) zeros is not a dropout, whatever else it gets right (e.g. X / (1 - p))."""
-    eps = hoeffding_epsilon(dropped.numel(), FAILURE_PROBABILITY)
-    _rate_check(float(dropped.double().mean()), p, eps, f"{quantity}: fraction of elements set to 0", HINT_RATE)
+    with no zeros (or only zeros) is not a dropout, whatever else it gets right (e.g. X / (1 - p)).
+    How many are dropped, and whether independently, is test_drop_rate's alone (one slip, one test:
+    a mask drawn per row or with 1 - p keeps the points of the tests that read the mask)."""
+    count = int(dropped.sum())
+    expect(0 < count < dropped.numel(), f"{quantity}: {count} of {dropped.numel()} elements set to 0 with "
+           f"drop_prob={p}: a dropout drops some elements and keeps the others", hint=HINT_RATE)
 
 
 def _expected_survivors(X: torch.Tensor, dropped: torch.Tensor, p: float) -> torch.Tensor:
@@ -186,7 +189,8 @@ def test_edge_probabilities(student, rng, device, exercise):
         seen_dropped += int(_dropped(output).sum())
         expect_close(output, expected.to(device), quantity=quantity, exercise=exercise,
                      hint="every element is either 0 or X / (1 - drop_prob)")
-    # a correct dropout keeps all of these 26 elements with probability 2^-26
+    # a correct dropout keeps all of these 90 elements with probability 2^-90; one that draws one
+    # number per row (test_drop_rate's mistake) all of its 72 rows with probability 2^-72
     expect(seen_dropped > 0, f"no element was dropped in any of the odd shapes with drop_prob={ODD_PROB}",
            hint=HINT_RATE)
 
@@ -195,16 +199,25 @@ HINT_NO_MUTATION = ("leave X as it is: build the output as a new tensor (X * mas
                     "torch.zeros_like(X)); X.zero_(), X.mul_(...) or X[...] = ... change the caller's tensor")
 #: drop_prob values of the no-mutation test: the edge cases are where in-place shortcuts hide.
 MUTATION_PROBS = (0.5, 1.0, 0.0)
+#: The drop_prob at which the no-mutation test sees the exercise attempted (some dropped, some kept).
+ATTEMPT_PROB = 0.5
 
 
 def test_no_mutation(student, rng, device, exercise):
     """Owns: X is left exactly as it was, for every drop_prob (values, shape, requires_grad). Needs a
-    returned tensor of X's shape, not correct values (those are the other tests')."""
+    returned tensor of X's shape that drops some elements and keeps others at drop_prob=0.5 (the
+    exercise attempted), not correct values or rates (those are the other tests')."""
     for p in MUTATION_PROBS:
         X = away_from_zero(rng, *SHAPE)
         result = student.vjp(EXERCISE, {"X": X, "drop_prob": p}, device=device)
-        expect_like(result.output, shape=SHAPE, dtype=FLOAT64, device=device,
-                    quantity=f"output for drop_prob={p}", hint="the output has X's shape, dtype and device")
+        output = expect_like(result.output, shape=SHAPE, dtype=FLOAT64, device=device,
+                             quantity=f"output for drop_prob={p}", hint="the output has X's shape, dtype and device")
+        if p == ATTEMPT_PROB:
+            dropped = int(_dropped(output).sum())
+            expect(0 < dropped < output.numel(),
+                   f"dropout(X, drop_prob={p}) dropped {dropped} of {output.numel()} elements: it does not drop at "
+                   "random yet, and leaving X unchanged earns points only for a dropout that does",
+                   hint="implement the exercise first: test_drop_rate and test_rescaling say what is wrong")
         expect_equal(result.inputs_after["X"], X.to(device), quantity=f"X after the call with drop_prob={p}",
                      hint=HINT_NO_MUTATION)
 

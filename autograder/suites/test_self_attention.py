@@ -14,8 +14,9 @@ import torch
 
 from autograder.grading.compare import (expect_close, expect_equal, expect_gradient, expect_like, has_nonfinite,
                                         matches, tolerance_for)
-from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, integer, normal, reference_output,
-                                       reference_vjp, shape_text, value_and_propagation_devices, vjp_on)
+from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, expect_attempted, integer, normal,
+                                       reference_output, reference_vjp, shape_text, value_and_propagation_devices,
+                                       vjp_on)
 from reference import self_attention as reference_self_attention
 
 EXERCISE = "self_attention"
@@ -255,6 +256,8 @@ def test_no_mutation(student, rng, device, exercise):
     """Owns: every input (X, W_q, W_k, W_v, mask) left exactly as it was. Needs an output of the
     right shape; its values are the value tests'."""
     args = _inputs(rng, mask=_causal(N))
+    expect_attempted(student, EXERCISE, args, {"W_q": normal(rng, D, D_K, scale=1 / math.sqrt(D))}, device=device,
+                     what="W_q (the queries)", owns="leaving the inputs unchanged")
     result = student.vjp(EXERCISE, args, device=device)
     expect_like(result.output, shape=(BATCH, N, D_V), dtype=FLOAT64, device=device, quantity="output")
     for name, value in args.items():
