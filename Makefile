@@ -11,8 +11,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 demo: $(STAMP)
 	$(PY) -m autograder demo
 
+# The suite mostly waits (sandboxes, kernels, nbgrader): two processes, each test file whole in one
+# of them (module-scoped sandboxes and batches are built once).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 venv: $(STAMP)
 
