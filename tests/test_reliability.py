@@ -72,7 +72,7 @@ def test_each_grading_leases_its_own_slot_until_it_ends():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="separate uids per slot need root")
 def test_slots_run_as_different_uids_in_their_own_cgroups():
-    commands = [" ".join(sandbox.sandboxed_command(slot=n)) for n in (3, 4)]
+    commands = [" ".join(sandbox.sandboxed_command(sandbox.SandboxSpec(slot=n))) for n in (3, 4)]
     assert f"--reuid={sandbox.BASE_UID + 3}" in commands[0] and f"--reuid={sandbox.BASE_UID + 4}" in commands[1]
     groups = sandbox.slot_cgroups(3)
     assert all(g.endswith("autograder-slot-3") for g in groups)

@@ -183,14 +183,29 @@ def seccomp_fd() -> int | None:
     return read_end
 
 
-def bwrap_command(binds: list[tuple[str, str]], device: str, limits: Limits,
-                  seccomp_fd: int | None = None, scratch: tuple[str, str] | None = None) -> list[str]:
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to start in a sandbox. :func:`launch` turns it into a command line, in one place:
+    callers (the cold worker, the fork server's zygote, the availability probe) never edit argv."""
+
+    device: str = "cpu"
+    slot: int = 0
+    limits: Limits = DEFAULT_LIMITS
+    code: str | None = None  # the Python code the sandboxed interpreter runs (default: the worker)
+    as_pid_1: bool = False  # the program is the sandbox's PID 1 (a zygote reaping its own children)
+    env: tuple[tuple[str, str], ...] = ()  # variables set in the sandbox beyond the fixed ones
+
+
+def bwrap_command(binds: list[tuple[str, str]], spec: SandboxSpec, seccomp_fd: int | None = None,
+                  scratch: tuple[str, str] | None = None) -> list[str]:
     """The bubblewrap invocation, given (source, destination) read-only binds. ``scratch``: the
     (tmp, shm) file systems prepared by root with an inode limit, bound as the private /tmp and
     /dev/shm; without it, bubblewrap makes them (a size limit only)."""
-    cmd = [bwrap_path(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-           "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
-    for key, value in _env(device).items():
+    device, limits = spec.device, spec.limits
+    cmd = [bwrap_path(), *(["--as-pid-1"] if spec.as_pid_1 else []), "--unshare-all", "--unshare-user",
+           "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
+           "--clearenv"]
+    for key, value in {**_env(device), **dict(spec.env)}.items():
         cmd += ["--setenv", key, value]
     # The private /tmp and /dev first, the read-only binds after: a course (and its .venv) checked
     # out under /tmp is then bound on top of the private /tmp instead of being hidden by it.
@@ -205,20 +220,21 @@ def bwrap_command(binds: list[tuple[str, str]], device: str, limits: Limits,
     cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
     if seccomp_fd is not None:
         cmd += ["--seccomp", str(seccomp_fd)]
-    cmd += ["--", worker_python(), "-I", "-c", worker_python_code()]
+    cmd += ["--", worker_python(), "-I", "-c", spec.code if spec.code is not None else worker_python_code()]
     return cmd
 
 
-def sandboxed_command(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS,
-                      seccomp_fd: int | None = None) -> list[str]:
+def sandboxed_command(spec: SandboxSpec = SandboxSpec(), seccomp_fd: int | None = None) -> list[str]:
     """The full command line (limits, then the sandbox); ``seccomp_fd`` must be passed to it."""
-    return prlimit_prefix(limits, True) + oom_prefix() + _sandboxed(device, slot, limits, seccomp_fd)
+    return prlimit_prefix(spec.limits, True) + oom_prefix() + _sandboxed(spec, seccomp_fd)
 
 
-def launch(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS) -> Launch:
-    """How to start a sandboxed worker: the command line plus the seccomp program's descriptor."""
+def launch(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS, *, spec: SandboxSpec | None = None) -> Launch:
+    """How to start a sandboxed worker (or what ``spec`` says): the command line plus the seccomp
+    program's descriptor."""
+    spec = spec if spec is not None else SandboxSpec(device, slot, limits)
     fd = seccomp_fd()
-    return Launch(sandboxed_command(device, slot, limits, fd), [] if fd is None else [fd])
+    return Launch(sandboxed_command(spec, fd), [] if fd is None else [fd])
 
 
 def oom_prefix() -> list[str]:
@@ -228,12 +244,13 @@ def oom_prefix() -> list[str]:
     return ["choom", "-n", "1000", "--"] if shutil.which("choom") else []
 
 
-def _sandboxed(device: str, slot: int, limits: Limits, seccomp_fd: int | None = None) -> list[str]:
+def _sandboxed(spec: SandboxSpec, seccomp_fd: int | None = None) -> list[str]:
+    slot, limits = spec.slot, spec.limits
     sources = _python_sources()
     worker_dest = f"{SANDBOX_WORKER_ROOT}/worker"
     if os.geteuid() != 0:
         binds = [(p, p) for p in sources] + [(str(WORKER_PACKAGE), worker_dest)]
-        return ["env", "-i", *bwrap_command(binds, device, limits, seccomp_fd)]
+        return ["env", "-i", *bwrap_command(binds, spec, seccomp_fd)]
     # Root: stage the sources where an unprivileged uid can reach them, then drop to that uid.
     all_sources = sources + [str(WORKER_PACKAGE)]
     staged = [f"{STAGING}/{i}" for i in range(len(all_sources))]
@@ -257,7 +274,7 @@ def _sandboxed(device: str, slot: int, limits: Limits, seccomp_fd: int | None = 
             "--bounding-set=-all", "--"]
     return ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "unshare", "--mount", "--propagation", "private", "--",
             "/bin/sh", "-ec", "; ".join(script), "sh", *all_sources, *drop,
-            *bwrap_command(binds, device, limits, seccomp_fd, scratch)]
+            *bwrap_command(binds, spec, seccomp_fd, scratch)]
 
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -570,15 +587,14 @@ def unavailable_reason() -> str | None:
         return "bubblewrap (bwrap) is not installed"
     if os.geteuid() == 0 and (shutil.which("setpriv") is None or shutil.which("unshare") is None):
         return "setpriv/unshare (util-linux) are missing"
-    spec = launch()
-    probe = spec.command[: spec.command.index("-I") + 1] + ["-c", "import sys; sys.exit(0)"]
+    probe = launch(spec=SandboxSpec(code="import sys; sys.exit(0)"))
     try:
-        done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
-                              pass_fds=spec.fds)
+        done = subprocess.run(probe.command, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                              pass_fds=probe.fds)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap could not start ({exc.__class__.__name__})"
     finally:
-        spec.close()
+        probe.close()
     if done.returncode != 0:
         line = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
         return f"bubblewrap could not start: {line[:200]}"

@@ -47,10 +47,6 @@ MAX_USES = 1000  # workers forked by one zygote before it is replaced by a fresh
 MAX_MESSAGE = 1 << 16
 
 
-def _has_option(options: list[str], name: str, value: str) -> bool:
-    return any(options[i] == name and options[i + 1] == value for i in range(len(options) - 1))
-
-
 def cpu_share(slot: int) -> list[str]:
     """The command prefix that gives a slot's sandbox its CPU share: pinned to one CPU of those this
     process may use (slot ``k`` on the ``k``-th, modulo their number; the seccomp filter keeps the
@@ -131,24 +127,13 @@ class Slot:
         self.close()
 
     def command(self) -> tuple[list[str], list[int]]:
-        """The zygote's command line (the cold worker's sandbox, plus ``--as-pid-1`` and a
-        read-only root) and the descriptors it needs."""
-        launch = getattr(sandbox, "launch", None)
-        if launch is not None:
-            spec = launch(self.device, self.slot, self.limits)
-            cmd, fds = list(spec.command), list(spec.fds)
-        else:  # an older sandbox module without a seccomp descriptor
-            cmd, fds = sandbox.sandboxed_command(self.device, self.slot, self.limits), []
-        python = cmd.index("-I")
-        bwrap = max(i for i in range(python) if os.path.basename(cmd[i]) == "bwrap")
-        end = max(i for i in range(bwrap, python) if cmd[i] == "--")
-        options = cmd[bwrap + 1:end]
-        extra = [arg for path in ("/dev", "/") if not _has_option(options, "--remount-ro", path)
-                 for arg in ("--remount-ro", path)]
+        """The zygote's command line (the cold worker's sandbox, the zygote as its PID 1) and the
+        descriptors it needs."""
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if self.device == "cuda" and visible is not None:  # the GPUs a scheduler (Ray) gave this slot
-            extra = ["--setenv", "CUDA_VISIBLE_DEVICES", visible, *extra]
-        cmd = [*cmd[:bwrap + 1], "--as-pid-1", *cmd[bwrap + 1:end], *extra, *cmd[end:python + 1], "-c", ZYGOTE_CODE]
+        env = (("CUDA_VISIBLE_DEVICES", visible),) if self.device == "cuda" and visible is not None else ()
+        spec = sandbox.launch(spec=sandbox.SandboxSpec(self.device, self.slot, self.limits, code=ZYGOTE_CODE,
+                                                       as_pid_1=True, env=env))  # the GPUs a scheduler gave
+        cmd, fds = list(spec.command), list(spec.fds)
         return [*cpu_share(self.slot), *cmd], fds
 
     def start(self) -> None:
@@ -335,8 +320,7 @@ class Slot:
         if sock is not None:
             sock.close()
         if proc is not None:
-            children = getattr(sandbox, "children", None)
-            inits = children(proc.pid) if children is not None and proc.poll() is None else []
+            inits = sandbox.children(proc.pid) if proc.poll() is None else []
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -345,8 +329,6 @@ class Slot:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-            wait_gone = getattr(sandbox, "wait_gone", None)
-            if wait_gone is not None:
-                wait_gone(inits, timeout=10)
+            sandbox.wait_gone(inits, timeout=10)
         self.generation += 1
 
