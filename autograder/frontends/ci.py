@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -270,52 +269,45 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str, s
     # The job has a timeout of its own (grade-pr.yml): the whole pull request gets a budget well
     # inside it, so that the report is always written, whatever the notebooks do.
     deadline = time.monotonic() + limits.CI_SECONDS
-    with tempfile.TemporaryDirectory(prefix="autograder-ci-") as scratch:
-        for submission in pending:
-            if report.failure:  # fail closed: nothing more is graded once grading cannot run
-                submission.outcome, submission.message = "not_run", "not graded: grading could not run"
-                continue
-            left = deadline - time.monotonic()
-            if left < 30:
-                submission.outcome = "not_run"
-                submission.message = (f"not graded: the pull request's notebooks used up the grading time budget "
-                                      f"({limits.CI_SECONDS:g} s); grade fewer notebooks per pull request")
-                continue
-            copy = Path(scratch) / submission.assignment / registry.assignments()[submission.assignment][0].notebook
-            try:
-                submission.result = _grade_one(engine, repo, changed[submission.path], copy, submission, device, seed,
-                                               min(limits.SUBMISSION_SECONDS, left))
-                submission.outcome = "graded"
-            except UnusableInput as error:
-                submission.outcome, submission.message = "unusable", _as_submitted(str(error), copy, submission.path)
-            except (SandboxUnavailable, CannotGrade) as error:
-                report.failure = f"sandbox unavailable: {error}" if isinstance(error, SandboxUnavailable) else str(error)
-                submission.outcome, submission.message = "not_run", "not graded: grading could not run"
-            except GraderError as error:  # retried already; never a score
-                submission.outcome, submission.message = "error", clip(one_line(str(error)), 300)
-            except Exception as error:  # noqa: BLE001 - a grader bug: reported, never the student's fault
-                if os.environ.get("AUTOGRADER_DEBUG") == "1":
-                    traceback.print_exc(file=sys.stderr)
-                submission.outcome, submission.message = "error", f"{INTERNAL}: {type(error).__name__}"
+    for submission in pending:
+        if report.failure:  # fail closed: nothing more is graded once grading cannot run
+            submission.outcome, submission.message = "not_run", "not graded: grading could not run"
+            continue
+        left = deadline - time.monotonic()
+        if left < 30:
+            submission.outcome = "not_run"
+            submission.message = (f"not graded: the pull request's notebooks used up the grading time budget "
+                                  f"({limits.CI_SECONDS:g} s); grade fewer notebooks per pull request")
+            continue
+        try:
+            submission.result = _grade_one(engine, repo, changed[submission.path], submission, device, seed,
+                                           min(limits.SUBMISSION_SECONDS, left))
+            submission.outcome = "graded"
+        except UnusableInput as error:
+            submission.outcome, submission.message = "unusable", str(error)
+        except (SandboxUnavailable, CannotGrade) as error:
+            report.failure = f"sandbox unavailable: {error}" if isinstance(error, SandboxUnavailable) else str(error)
+            submission.outcome, submission.message = "not_run", "not graded: grading could not run"
+        except GraderError as error:  # retried already; never a score
+            submission.outcome, submission.message = "error", clip(one_line(str(error)), 300)
+        except Exception as error:  # noqa: BLE001 - a grader bug: reported, never the student's fault
+            if os.environ.get("AUTOGRADER_DEBUG") == "1":
+                traceback.print_exc(file=sys.stderr)
+            submission.outcome, submission.message = "error", f"{INTERNAL}: {type(error).__name__}"
 
 
-def _grade_one(engine: ModuleType, repo: Path, change: Change, copy: Path, submission: Submission,
+def _grade_one(engine: ModuleType, repo: Path, change: Change, submission: Submission,
                device: str, seed: int | None = None, budget_s: float | None = None) -> NotebookResult:
-    from autograder.submission.notebook import MAX_NOTEBOOK_BYTES
+    from autograder.submission.notebook import MAX_NOTEBOOK_BYTES, Submitted
 
-    # The copy is named by the registry, never by the pull request: only its bytes are theirs.
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    copy.write_bytes(read_blob(repo, change.blob, MAX_NOTEBOOK_BYTES))
+    # Its bytes and its path in the repository (what the student knows it by); the assignment
+    # is the registry's, never the pull request's.
+    submitted = Submitted(submission.path, read_blob(repo, change.blob, MAX_NOTEBOOK_BYTES))
     with contextlib.redirect_stdout(sys.stderr):  # stray prints must not corrupt a report on stdout
-        result = engine.grade_notebook(copy, device=device, sandbox=True, assignment=submission.assignment, seed=seed,
-                                       **({"budget_s": budget_s} if budget_s is not None else {}))
+        result = engine.grade_notebook(submitted, device=device, sandbox=True, assignment=submission.assignment,
+                                       seed=seed, **({"budget_s": budget_s} if budget_s is not None else {}))
     result.notebook = submission.path
     return result
-
-
-def _as_submitted(message: str, copy: Path, path: str) -> str:
-    # Messages name the temporary copy; the student knows the file by its path in the repository.
-    return message.replace(str(copy), path).replace(str(copy.parent.parent) + os.sep, "")
 
 
 # ------------------------------------------------------------------------------------ reports

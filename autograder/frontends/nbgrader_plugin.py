@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import csv
 import json
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -322,15 +321,13 @@ class GradeWithEngine(NbGraderPreprocessor):
             raise GradingRefused(f"the grader's trusted copy of the release, {trusted}, is missing: run "
                                  f"`nbgrader generate_assignment {assignment}` in the course root first")
         self.log.info("Grading %s/%s in the sandbox (device %s)", assignment, exercises[0].notebook, self.device)
-        with tempfile.TemporaryDirectory(prefix="nbgrader-engine-") as tmp:
-            path = Path(tmp) / exercises[0].notebook
-            path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-            try:
-                result = engine.grade_notebook(path, device=self.device, sandbox=True, assignment=assignment,
-                                               seed=self.seed, slot=self.slot)
-            except Exception as error:
-                self.log.error("The autograder could not grade this notebook: %s: %s", type(error).__name__, error)
-                raise
+        submitted = nbio.Submitted(exercises[0].notebook, json.dumps(nb, ensure_ascii=False).encode("utf-8"))
+        try:
+            result = engine.grade_notebook(submitted, device=self.device, sandbox=True, assignment=assignment,
+                                           seed=self.seed, slot=self.slot)
+        except Exception as error:
+            self.log.error("The autograder could not grade this notebook: %s: %s", type(error).__name__, error)
+            raise
         self.log.info("Engine score: %s / %s (%s)", points(result.score), points(result.max_score),
                       ", ".join(f"{e.name} {points(e.score)}/{points(e.max_score)} {e.status}" for e in result.exercises))
         return result

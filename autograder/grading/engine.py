@@ -250,7 +250,7 @@ def _score(exercise: registry.Exercise, collector: _Collector, forbidden: list[s
     return ExerciseResult(exercise.name, score, exercise.points, status, tests, message)
 
 
-def grade_notebook(path: str | Path, *, device: str = "cpu",
+def grade_notebook(path: str | Path | nbio.Submitted, *, device: str = "cpu",
                    sandbox: bool = True, assignment: str | None = None, seed: int | None = None,
                    slot: int = 0, launcher: Any = None, run_suites: Any = None,
                    budget_s: float | None = None) -> NotebookResult:
@@ -258,7 +258,8 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
 
     Batch grading (``autograder/frontends/batch``) passes ``launcher`` (a ``forkserver.Slot``: warm workers
     forked in the slot's sandbox) and ``run_suites`` (a ``suite_server.SuiteServer``: one pytest
-    session for many submissions); both give the same results as the defaults."""
+    session for many submissions); both give the same results as the defaults. ``path`` is a file
+    or a :class:`~autograder.submission.notebook.Submitted` (bytes and name, no file)."""
     started = time.monotonic()
     nb = nbio.load(path)
     assignment_id, exercises = nbio.identify(nb, path, assignment)
@@ -316,7 +317,8 @@ def grade_notebook(path: str | Path, *, device: str = "cpu",
         device_note = "values on the CPU; device handling checked on meta"
     else:
         device_note = ""
-    return NotebookResult(notebook=Path(path).name, assignment=assignment_id, exercises=results,
+    return NotebookResult(notebook=Path(path.name if isinstance(path, nbio.Submitted) else path).name,
+                          assignment=assignment_id, exercises=results,
                           official=sandbox, errors=errors, seconds=round(time.monotonic() - started, 3),
                           seed=seed, device=value_device, device_note=device_note, fingerprint=seeds.fingerprint(),
                           notices=nbio.structural_notices(extracted, list(exercises)))

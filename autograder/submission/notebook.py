@@ -43,10 +43,28 @@ class Extracted:
     notices: list[str] = field(default_factory=list)  # structural notices (not problems), one line each
 
 
-def load(path: str | Path) -> nbformat.NotebookNode:
+@dataclass(frozen=True)
+class Submitted:
+    """A submission as received, not as a file: its bytes and the name it was submitted under (the
+    notebook's file name, which tells its assignment). Front ends that hold a submission in memory
+    (a batch task, nbgrader's converted notebook, a pull request's blob) grade it as it is."""
+
+    name: str
+    data: bytes
+
+
+def load(path: str | Path | Submitted) -> nbformat.NotebookNode:
     """Read and validate a notebook, or raise UnusableInput with one line saying why."""
+    if isinstance(path, Submitted):
+        return parse(path.data, path.name)
     path = Path(path)
-    raw = read_submitted(path, limit=MAX_NOTEBOOK_BYTES)  # a regular file only, never through a link
+    return parse(read_submitted(path, limit=MAX_NOTEBOOK_BYTES), str(path))  # a regular file only, never a link
+
+
+def parse(raw: bytes, path: str) -> nbformat.NotebookNode:
+    """A notebook from its bytes (``path`` names it in messages), or UnusableInput."""
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise UnusableInput(f"{path}: {len(raw)} bytes, more than the {MAX_NOTEBOOK_BYTES} a notebook may have")
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -75,7 +93,7 @@ def renamed(found: str, assignment: str) -> str | None:
             f"`{'`, `'.join(expected)}` (keep the released file name)")
 
 
-def identify(nb: nbformat.NotebookNode, path: str | Path, assignment: str | None = None, *,
+def identify(nb: nbformat.NotebookNode, path: str | Path | Submitted, assignment: str | None = None, *,
              allow_renamed: bool = False) -> tuple[str, list[registry.Exercise]]:
     """The assignment a submission belongs to: given, or by file name; a notebook under another name
     is refused as renamed (see :func:`renamed`), unless ``allow_renamed`` (the self-check), where the
@@ -85,7 +103,9 @@ def identify(nb: nbformat.NotebookNode, path: str | Path, assignment: str | None
         if assignment not in groups:
             raise UnusableInput(f"unknown assignment {assignment!r}; known: {', '.join(groups)}")
         return assignment, groups[assignment]
-    name = Path(path).name
+    name = Path(path.name if isinstance(path, Submitted) else path).name
+    if isinstance(path, Submitted):
+        path = path.name
     for assignment_id, exercises in groups.items():
         if exercises[0].notebook == name:
             return assignment_id, exercises

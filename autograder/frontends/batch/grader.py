@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,7 @@ class SlotGrader:
     def grade(self, task: dict[str, Any]) -> dict[str, Any]:
         from autograder.sandbox import bubblewrap as sandbox
         from autograder.grading.engine import grade_notebook
+        from autograder.submission.notebook import Submitted
         from autograder.errors import GraderError, SandboxUnavailable
 
         started = time.monotonic()
@@ -84,27 +84,25 @@ class SlotGrader:
             return out
         out["sha256"] = sha256(data)
         cpu, sandbox_cpu = time.process_time(), self.slot.sandbox_cpu
-        with tempfile.TemporaryDirectory(prefix="autograder-batch-") as folder:
-            path = Path(folder) / (Path(task["name"]).name or "submission.ipynb")
-            path.write_bytes(data)
-            try:
-                self.slot.reset()
-                sandbox_cpu = self.slot.sandbox_cpu  # from here: this submission's
-                result = grade_notebook(path, device=task.get("device", self.device), assignment=task.get("assignment"),
-                                        seed=task["seed"], slot=self.slot_number, launcher=self.slot,
-                                        run_suites=self.suites, budget_s=task.get("budget_s"))
-                out.update(status="graded", result=result.to_json(), seed=result.seed)
-            except UnusableInput as exc:
-                out.update(status="unusable", message=str(exc).replace(str(path), path.name))
-            except SandboxUnavailable as exc:
-                out.update(status="no_sandbox", message=str(exc))
-            except GraderError as exc:  # retried already; never a score, retried on resume
-                out.update(status="error", message=str(exc)[:1000])
-            except Exception as exc:  # noqa: BLE001 - a grader bug, not the student's fault; retried on resume
-                out.update(status="error", message=f"{INTERNAL_FOR_STAFF}: "
-                                                   f"{type(exc).__name__}: {exc}"[:1000])
-            finally:
-                self.slot.reset()
+        submitted = Submitted(Path(task["name"]).name or "submission.ipynb", data)
+        try:
+            self.slot.reset()
+            sandbox_cpu = self.slot.sandbox_cpu  # from here: this submission's
+            result = grade_notebook(submitted, device=task.get("device", self.device), assignment=task.get("assignment"),
+                                    seed=task["seed"], slot=self.slot_number, launcher=self.slot,
+                                    run_suites=self.suites, budget_s=task.get("budget_s"))
+            out.update(status="graded", result=result.to_json(), seed=result.seed)
+        except UnusableInput as exc:
+            out.update(status="unusable", message=str(exc))
+        except SandboxUnavailable as exc:
+            out.update(status="no_sandbox", message=str(exc))
+        except GraderError as exc:  # retried already; never a score, retried on resume
+            out.update(status="error", message=str(exc)[:1000])
+        except Exception as exc:  # noqa: BLE001 - a grader bug, not the student's fault; retried on resume
+            out.update(status="error", message=f"{INTERNAL_FOR_STAFF}: "
+                                               f"{type(exc).__name__}: {exc}"[:1000])
+        finally:
+            self.slot.reset()
         out["seconds"] = round(time.monotonic() - started, 3)
         out["cpu"] = {"grader": round(time.process_time() - cpu, 3),
                       "sandbox": round(max(0.0, self.slot.sandbox_cpu - sandbox_cpu), 3)}
