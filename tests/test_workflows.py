@@ -118,7 +118,9 @@ def test_grade_pr_runs_from_the_base_branch_and_reads_the_pr_as_data() -> None:
 
     grading = next(s for s in grade["steps"] if "python -m autograder ci" in s.get("run", ""))
     assert '--base "$TRUSTED_SHA" --head "$PR_HEAD_SHA"' in grading["run"]
-    assert set(grading["env"]) == {"TRUSTED_SHA", "PR_HEAD_SHA"}, "grading gets no secret and no token"
+    assert set(grading["env"]) == {"TRUSTED_SHA", "PR_HEAD_SHA", "AUTOGRADER_SECRET"}, "grading gets no token"
+    # the seeds' course secret, so that a regrade in CI gets the same hidden inputs (and nothing else)
+    assert grading["env"]["AUTOGRADER_SECRET"] == "${{ secrets.AUTOGRADER_SECRET }}"
 
 
 def test_secrets_reach_only_the_steps_that_need_them() -> None:
@@ -128,6 +130,8 @@ def test_secrets_reach_only_the_steps_that_need_them() -> None:
             secrets = [k for k, v in env.items() if "secrets." in v]
             tokens = [k for k, v in env.items() if "github.token" in v]
             assert "secrets." not in str(job.get("env", {})), f"{path.name}:{job_id}: job-wide secrets"
+            if secrets == ["AUTOGRADER_SECRET"] and "python -m autograder ci" in step.get("run", ""):
+                continue  # the grader's seed secret (never passed to the sandbox)
             if secrets:
                 assert step["name"].startswith("Install the hidden suites"), (path.name, step["name"])
             if tokens:
