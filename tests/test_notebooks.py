@@ -49,6 +49,37 @@ def _exercises(notebook: str):
 # -- drift ------------------------------------------------------------------------------------
 
 
+def test_solutions_hold_the_registrys_cells():
+    """Points are typed once (the registry): the check and graded cells, the graded cell's points
+    and the "Autograded (N points)" lines of every solution notebook are the release's sync."""
+    assert release.sync(write=False) == [], "run `make assignments`"
+
+
+def test_sync_writes_points_and_missing_cells_from_the_registry():
+    import dataclasses
+
+    exercise = BY_NAME["softmax"]
+    nb = _read("solutions", exercise.notebook_path)
+    doubled = dataclasses.replace(exercise, tests={t: 2 * p for t, p in exercise.tests.items()})
+    changes = release.sync_notebook(nb, [doubled])
+    assert changes == ["softmax: 20 points in the graded cell's metadata", "softmax: 20 points in the Autograded line"]
+    (test,) = [c for c in nb.cells if _grade_id(c) == TEST_PREFIX + "softmax"]
+    above = nb.cells[nb.cells.index(test) - 1]
+    assert test.metadata["nbgrader"]["points"] == 20 and above.source.startswith("*Autograded (20 points): values,")
+    assert release.sync_notebook(nb, [doubled]) == []  # idempotent
+    # an exercise written with its solution cell only gets the rest from the registry
+    nb.cells = [c for c in nb.cells if _grade_id(c) not in (CHECK_PREFIX + "softmax", TEST_PREFIX + "softmax")
+                and not c.source.startswith("*Autograded (20")]
+    changes = release.sync_notebook(nb, [exercise])
+    assert changes == ["added the check cell of softmax", "added the graded cell of softmax",
+                       "added the Autograded line of softmax"]
+    ids = [_grade_id(c) or c.source[:12] for c in nb.cells]
+    at = ids.index("softmax")
+    assert ids[at + 1:at + 5] == ["### Check yo", CHECK_PREFIX + "softmax", "*Autograded ", TEST_PREFIX + "softmax"]
+    nbformat.validate(nb)
+    assert release.sync_notebook(nb, [exercise]) == []
+
+
 @pytest.mark.slow
 def test_assignments_are_exactly_what_nbgrader_generates():
     expected = release.build()

@@ -5,6 +5,12 @@
 
 The pipeline, one small stage each:
 
+0. **sync** — the cells the registry owns are written into the solution notebooks: each
+   exercise's public check cell (``check_<name>``), its graded cell (``test_<name>``, with the
+   registry's points in nbgrader's metadata) and the "*Autograded (N points): ...*" line above it
+   (the prose after the colon is the author's; a missing line gets one from the test names).
+   Points are typed once, in the registry; a missing check or graded cell is added after the
+   exercise's solution cell. ``--check`` reports a solution notebook out of sync as drift.
 1. **generate** — the real ``nbgrader generate_assignment <id> --force``, run from the course root
    (where ``nbgrader_config.py`` lives); with no ids, one run with the id ``*`` converts every
    assignment (nbgrader's start-up costs more than converting a notebook), and the registry's
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,7 +37,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.course.registry import assignments
+from autograder.course.registry import CHECK_PREFIX, TEST_PREFIX, Exercise, assignments
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = "solutions"
@@ -48,6 +55,109 @@ class Drift:
 
     def __str__(self) -> str:
         return f"{RELEASE}/{self.path}: {self.problem}"
+
+
+# -- the cells the registry owns ----------------------------------------------------------------
+
+#: "*Autograded (N points): what is graded.*", the line above each graded cell.
+AUTOGRADED = re.compile(r"^\*Autograded \((\d+) points?\)(?P<rest>.*)$", re.S)
+
+
+def check_source(exercise: Exercise) -> str:
+    return f"from autograder.public import check\n\ncheck({exercise.name})"
+
+
+def graded_source(exercise: Exercise) -> str:
+    return (f"# Autograded: the hidden tests for `{exercise.name}` run in the grader's sandbox, not in this kernel.\n"
+            f"from autograder.public import check\ncheck({exercise.name})\n"
+            "### BEGIN HIDDEN TESTS\n"
+            "from autograder.public import hidden_tests_run_by_the_grader\n"
+            f'hidden_tests_run_by_the_grader("{exercise.name}")\n'
+            "### END HIDDEN TESTS")
+
+
+def autograded_line(exercise: Exercise, rest: str | None = None) -> str:
+    if rest is None:  # what the tests are named after, in report order
+        rest = ": " + ", ".join(t.removeprefix("test_").replace("_", " ") for t in exercise.tests) + ".*"
+    return f"*Autograded ({exercise.points} points){rest}"
+
+
+def _nbgrader(grade_id: str, *, points: int | None = None) -> dict:
+    meta = {"grade": points is not None, "grade_id": grade_id, "locked": True, "schema_version": 3,
+            "solution": False, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def _index(nb: nbformat.NotebookNode, grade_id: str) -> int | None:
+    found = [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    return found[0] if found else None
+
+
+def sync_notebook(nb: nbformat.NotebookNode, exercises: list[Exercise]) -> list[str]:
+    """Write the registry's cells of ``exercises`` into the solution notebook ``nb`` (in place);
+    return what changed, one line each (nothing when it was in sync)."""
+    changes: list[str] = []
+    for exercise in exercises:
+        solution = _index(nb, exercise.name)
+        if solution is None:
+            raise ReleaseError(f"{exercise.notebook_path}: no solution cell with grade_id {exercise.name!r}")
+        check = _index(nb, CHECK_PREFIX + exercise.name)
+        if check is None:
+            nb.cells[solution + 1:solution + 1] = [
+                nbformat.v4.new_markdown_cell(f"### Check your `{exercise.name}`", id=f"check-{exercise.name}-title"),
+                nbformat.v4.new_code_cell(check_source(exercise), id=f"check-{exercise.name}",
+                                          metadata=_nbgrader(CHECK_PREFIX + exercise.name))]
+            check = solution + 2
+            changes.append(f"added the check cell of {exercise.name}")
+        elif nb.cells[check].source != check_source(exercise):
+            nb.cells[check].source = check_source(exercise)
+            changes.append(f"rewrote the check cell of {exercise.name}")
+        graded = _index(nb, TEST_PREFIX + exercise.name)
+        if graded is None:
+            nb.cells[check + 1:check + 1] = [
+                nbformat.v4.new_code_cell(graded_source(exercise), id=f"test-{exercise.name}",
+                                          metadata=_nbgrader(TEST_PREFIX + exercise.name, points=exercise.points))]
+            graded = check + 1
+            changes.append(f"added the graded cell of {exercise.name}")
+        cell = nb.cells[graded]
+        if cell.source != graded_source(exercise):
+            cell.source = graded_source(exercise)
+            changes.append(f"rewrote the graded cell of {exercise.name}")
+        meta = cell.metadata.setdefault("nbgrader", {})
+        if meta.get("points") != exercise.points or not meta.get("grade"):
+            meta.update(grade=True, points=exercise.points)
+            changes.append(f"{exercise.name}: {exercise.points} points in the graded cell's metadata")
+        above = nb.cells[graded - 1]
+        match = AUTOGRADED.match(above.source) if above.cell_type == "markdown" else None
+        if match is None:
+            nb.cells.insert(graded, nbformat.v4.new_markdown_cell(autograded_line(exercise),
+                                                                  id=f"autograded-{exercise.name}"))
+            changes.append(f"added the Autograded line of {exercise.name}")
+        elif above.source != autograded_line(exercise, match.group("rest")):
+            above.source = autograded_line(exercise, match.group("rest"))
+            changes.append(f"{exercise.name}: {exercise.points} points in the Autograded line")
+    return changes
+
+
+def sync(root: Path = ROOT, only: list[str] | None = None, *, write: bool = True) -> list[str]:
+    """Bring every releasable solution notebook in line with the registry (or, with ``write=False``,
+    only say what is out of line): lines "solutions/<path>: <change>"."""
+    out = []
+    for assignment, notebooks in releasable(root).items():
+        if only and assignment not in only:
+            continue
+        for notebook in notebooks:
+            path = root / SOLUTIONS / assignment / notebook
+            nb = nbformat.read(path, as_version=4)
+            exercises = [e for e in assignments()[assignment] if e.notebook == notebook]
+            changes = sync_notebook(nb, exercises)
+            out += [f"{SOLUTIONS}/{assignment}/{notebook}: {change}" for change in changes]
+            if changes and write:
+                text = nbformat.writes(nb)
+                path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    return out
 
 
 # -- stages -------------------------------------------------------------------------------------
@@ -188,10 +298,13 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
     for path in missing_solutions(root):
         print(f"skipped (no solution notebook yet): {path}")
     try:
+        synced = sync(root, only, write=not args.check)
         expected = build(root, only)
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for line in synced:
+        print(f"{'out of sync with the registry' if args.check else 'synced'}: {line}")
     if args.check:
         actual = current(root, only)
         drift = compare(expected, actual)
@@ -199,8 +312,8 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
             print(item)
             if item.path in expected and item.path in actual:
                 print(_diff(actual[item.path], expected[item.path], item.path))
-        if drift:
-            print(f"{len(drift)} file(s) drifted: run `make assignments` and commit the result.")
+        if drift or synced:
+            print(f"{len(drift) + len(synced)} difference(s): run `make assignments` and commit the result.")
             return 1
         print(f"{RELEASE}/ is up to date ({len(expected)} notebook(s)).")
         return 0
