@@ -31,13 +31,13 @@ class Made:
 
 
 def implementations(exercise: str) -> dict[str, str]:
-    """name -> source of every ``correct_*``/``bug_*`` function, renamed to the exercise's name."""
+    """name -> source of every ``correct_*``/``bug_*``/``cheat_*`` function, renamed to the exercise's name."""
     path = IMPLEMENTATIONS / f"{exercise}.py"
     source = path.read_text(encoding="utf-8")
     lines = source.splitlines(keepends=True)
     out = {}
     for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef) and node.name.startswith(("correct_", "bug_")):
+        if isinstance(node, ast.FunctionDef) and node.name.startswith(("correct_", "bug_", "cheat_")):
             start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
             text = "".join(lines[start:node.end_lineno])
             out[node.name] = text.replace(f"def {node.name}(", f"def {exercise}(", 1)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from autograder.grading.compare import expect, expect_close, expect_equal, expect_like, expect_scalar_close, fail
-from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, integer, normal, number, seed
+from autograder.grading.compare import expect, expect_close, expect_like, fail
+from autograder.suites._common import FLOAT64, integer, normal, number, seed
+from autograder.suites._tabular import TableSuite
 from reference import q_learning_update as reference_update
 
 EXERCISE = "q_learning_update"
@@ -120,74 +121,32 @@ def _td_mistakes(args) -> dict[str, float]:
     return mistakes
 
 
-def _run(student, args, device):
-    return student.run(EXERCISE, args, device=device)
-
-
-def _describe(args) -> str:
-    kind = "terminal" if args["done"] else "non-terminal"
-    loop = ", s_next == s" if args["s"] == args["s_next"] else ""
-    return f"a {kind} update of a {dtype_text(args['Q'].dtype)} table of shape ({N_STATES}, {N_ACTIONS}){loop}"
-
-
-def _expect_table(result, args, device, exercise, hint):
-    want, _ = _expected(args)
-    expect_close(result["Q_after"], want.to(device), quantity=f"Q after {_describe(args)}", exercise=exercise,
-                 hint=hint, mistakes=_table_mistakes(args))
+SUITE = TableSuite(EXERCISE, N_STATES, N_ACTIONS, _case, _expected, _table_mistakes, _td_mistakes,
+                   hint_update=HINT_UPDATE, hint_terminal=HINT_TERMINAL, hint_td=HINT_TD, hint_only=HINT_ONLY)
 
 
 def test_update(student, rng, device, exercise):
-    for dtype in (FLOAT64, FLOAT32):
-        args = _case(rng, done=False, dtype=dtype)
-        _expect_table(_run(student, args, device), args, device, exercise, HINT_UPDATE)
+    SUITE.check_update(student, rng, device, exercise)
 
 
 def test_terminal(student, rng, device, exercise):
-    args = _case(rng, done=True)
-    _expect_table(_run(student, args, device), args, device, exercise, HINT_TERMINAL)
+    SUITE.check_terminal(student, rng, device, exercise)
 
 
 def test_td_error(student, rng, device, exercise):
-    for done in (False, True):
-        args = _case(rng, done=done)
-        result = _run(student, args, device)
-        want_Q, td = _expected(args)
-        s, a = args["s"], args["a"]
-        target = td + float(args["Q"][s, a])
-        expect_scalar_close(result["returned"], td, quantity=f"returned value of {_describe(args)}", exercise=exercise,
-                            hint=HINT_TD, mistakes={
-                                "the TD error after the update (target minus the new Q[s, a]): " + HINT_TD:
-                                    (1 - args["alpha"]) * td,
-                                "alpha times the TD error (the change of Q[s, a]): " + HINT_TD: args["alpha"] * td,
-                                "the new value of Q[s, a]: " + HINT_TD: float(want_Q[s, a]),
-                                "the target: " + HINT_TD: target,
-                                "Q[s, a] - target (the sign flipped): " + HINT_TD: -td,
-                                **_td_mistakes(args),
-                            })
+    SUITE.check_td_error(student, rng, device, exercise)
 
 
 def test_only_entry_changes(student, rng, device, exercise):
-    for case in (dict(done=False), dict(done=False, self_loop=True), dict(done=True)):
-        args = _case(rng, **case)
-        result = _run(student, args, device)
-        after = expect_like(result["Q_after"], shape=(N_STATES, N_ACTIONS), dtype=FLOAT64, device=device,
-                            quantity=f"Q after {_describe(args)}")
-        others = after.detach().cpu().clone()
-        s, a = args["s"], args["a"]
-        others[s, a] = args["Q"][s, a]  # everything but Q[s, a] must be exactly as before
-        expect_equal(others, args["Q"], quantity=f"Q without the entry Q[s, a], after {_describe(args)}",
-                     hint=HINT_ONLY)
-        _expect_table(result, args, device, exercise, HINT_UPDATE)  # and the entry itself updated right
+    SUITE.check_only_entry_changes(student, rng, device, exercise)
 
 
 def test_in_place(student, rng, device, exercise):
     args = _case(rng, done=False)
-    result = _run(student, args, device)
+    result = SUITE.run(student, args, device)
     expect(result["same_object"] is True, "Q's storage was replaced during the update", hint=HINT_IN_PLACE)
-    after = expect_like(result["Q_after"], shape=(N_STATES, N_ACTIONS), dtype=FLOAT64, device=device,
-                        quantity=f"Q after {_describe(args)}")
-    expect_like(after, shape=(N_STATES, N_ACTIONS), dtype=FLOAT64, device=device, quantity=f"Q after {_describe(args)}")
-    _expect_table(result, args, device, exercise, HINT_IN_PLACE)  # in place, and the right update
+    SUITE.table_after(result, args, device)
+    SUITE.expect_table(result, args, device, exercise, HINT_IN_PLACE)  # in place, and the right update
 
 
 # ------------------------------------------------------------------------------------------ training
