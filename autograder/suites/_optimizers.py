@@ -21,7 +21,8 @@ import torch
 
 from autograder.course.registry import Tolerance
 from autograder.grading.compare import expect, expect_close, expect_like, fail, matches, tolerance_for
-from autograder.suites._common import FLOAT64, away_from_zero, dtype_text, run_on
+from autograder.suites._common import (FLOAT32, FLOAT64, away_from_zero, dtype_text, normal, number, run_on,
+                                       state_devices)
 
 HARNESS = "optimizer_state"
 
@@ -201,3 +202,45 @@ def expect_device(result: Mapping[str, Any], optimizer: Optimizer, params, steps
     if where != "meta":
         expect_trajectory(result, optimizer, params, steps, lr, options, mistakes, where, exercise=exercise,
                           hint=hint, dtype=dtype, states=states)
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The run-and-compare steps of a suite whose tests differ only in their gradients and options
+    (``adagrad_step``, ``rmsprop_step``): parameters of ``shapes``, a learning rate from
+    ``lr_range``, and the suite's named mistakes (``mistakes(params, steps, lr, options)``)."""
+
+    optimizer: Optimizer
+    shapes: tuple[tuple[int, ...], ...]
+    lr_range: tuple[float, float]
+    mistakes: Callable[..., dict[str, Any]]
+    hint_update: str
+
+    def params(self, rng: torch.Generator) -> list[torch.Tensor]:
+        return [normal(rng, *shape) for shape in self.shapes]
+
+    def run_and_check(self, student, rng: torch.Generator, device: str, exercise, count: int, hint: str, *,
+                      options: Mapping[str, Any] | None = None, scale: float = 1.0, zero_fraction: float = 0.0,
+                      states: bool = True, in_place: bool = False) -> None:
+        options = options or {}
+        params = self.params(rng)
+        steps = gradients(rng, params, count, scale=scale, zero_fraction=zero_fraction)
+        lr = number(rng, *self.lr_range)
+        result = run(student, self.optimizer.exercise, params, steps, lr, options, device)
+        if in_place:
+            expect_in_place_without_history(result, self.optimizer.exercise, params, steps, device,
+                                            hint_update=self.hint_update)
+        expect_trajectory(result, self.optimizer, params, steps, lr, options, self.mistakes(params, steps, lr, options),
+                          device, exercise=exercise, hint=hint, states=states)
+
+    def check_device(self, student, rng: torch.Generator, device: str, propagation_devices, exercise) -> None:
+        for where in state_devices(device, propagation_devices) + (["meta"] if "meta" in propagation_devices else []):
+            for dtype in (FLOAT32, FLOAT64):
+                params = [p.to(dtype) for p in self.params(rng)]
+                steps = [[g.to(dtype) for g in s] for s in gradients(rng, params, 2)]
+                lr = number(rng, *self.lr_range)
+                result = run(student, self.optimizer.exercise, params, steps, lr, {}, where, dtype)
+                if result is None:
+                    continue
+                expect_device(result, self.optimizer, params, steps, lr, {}, self.mistakes(params, steps, lr, {}),
+                              where, dtype, exercise=exercise, hint=self.hint_update)

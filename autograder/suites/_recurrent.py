@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from autograder.grading.compare import expect, expect_close, expect_equal, expect_like, fail
-from autograder.suites._common import FLOAT64, dtype_text, normal, run_on
+from autograder.suites._common import FLOAT64, dtype_text, normal, run_on, value_and_propagation_devices
 
 #: A cell: (x, state, params) -> new state (a tensor, or a tuple of tensors for the LSTM).
 Cell = Callable[[torch.Tensor, Any, Mapping[str, torch.Tensor]], Any]
@@ -220,3 +220,76 @@ def expect_unchanged(result: dict[str, Any], spec: CellSpec, problem: Problem, d
 def describe(problem: Problem) -> str:
     steps, batch, d_in = problem.xs.shape
     return f"batch {batch}, d_in {d_in}, d_h {problem.state[0].shape[1]}, {dtype_text(problem.xs.dtype)}"
+
+
+@dataclass(frozen=True)
+class CellChecks:
+    """The tests a recurrent cell's suite shares with the other cells' (values, gradients, a
+    sequence through time, odd and non-contiguous shapes, float32, devices, no mutation), run
+    against the reference through :func:`run`; the gate tests stay the suite's own."""
+
+    spec: CellSpec
+    shape: tuple[int, int, int]  # (batch, d_in, d_h)
+    steps: int  # length of the backpropagation-through-time sequence
+    odd_shapes: tuple[tuple[int, int, int], ...]
+    non_contiguous: tuple[str, ...]
+    mistakes: dict[str, Any]
+    hint_values: str
+    hint_sequence: str
+
+    def check_run(self, student, device: str, exercise, problem: Problem, *, upstream=None, hint: str | None = None,
+                  dtype: torch.dtype = torch.float64, layouts=None, case: str = "", grad_hint: str = HINT_GRADIENT):
+        result = run(student, self.spec, problem.cast(dtype), device, upstream=upstream, layouts=layouts)
+        if result is None:
+            return None
+        expected, grads = reference_run(self.spec, problem.cast(dtype), upstream)
+        expect_outputs(result, self.spec, problem, expected, device=device, dtype=dtype, exercise=exercise,
+                       hint=hint or self.hint_values, mistakes=self.mistakes, case=case)
+        if upstream is not None:
+            expect_gradients(result, self.spec, grads, device=device, dtype=dtype, exercise=exercise, case=case,
+                             hint=grad_hint)
+        return result
+
+    def check_values(self, student, rng: torch.Generator, device: str, exercise) -> None:
+        self.check_run(student, device, exercise, make_problem(rng, self.spec, 1, *self.shape))
+
+    def check_gradients(self, student, rng: torch.Generator, device: str, exercise) -> None:
+        problem = make_problem(rng, self.spec, 1, *self.shape)
+        self.check_run(student, device, exercise, problem, upstream=upstream_for(rng, self.spec, problem))
+
+    def check_sequence(self, student, rng: torch.Generator, device: str, exercise) -> None:
+        problem = make_problem(rng, self.spec, self.steps, *self.shape)
+        self.check_run(student, device, exercise, problem, upstream=upstream_for(rng, self.spec, problem),
+                       hint=self.hint_sequence, case=f" (a sequence of {self.steps} steps)", grad_hint=HINT_BPTT)
+
+    def check_shapes(self, student, rng: torch.Generator, device: str, exercise) -> None:
+        for batch, d_in, d_h in self.odd_shapes:
+            problem = make_problem(rng, self.spec, 2, batch, d_in, d_h)
+            self.check_run(student, device, exercise, problem, upstream=upstream_for(rng, self.spec, problem),
+                           case=f" (batch {batch}, d_in {d_in}, d_h {d_h})")
+        for layout in self.non_contiguous:
+            problem = make_problem(rng, self.spec, 2, *self.shape)
+            self.check_run(student, device, exercise, problem, upstream=upstream_for(rng, self.spec, problem),
+                           hint=HINT_NON_CONTIGUOUS, case=f" for non-contiguous ({layout}) inputs and parameters",
+                           layouts={"xs": layout, "state": layout, "params": layout})
+
+    def check_float32(self, student, rng: torch.Generator, device: str, exercise) -> None:
+        problem = make_problem(rng, self.spec, 3, *self.shape)
+        self.check_run(student, device, exercise, problem, upstream=upstream_for(rng, self.spec, problem),
+                       dtype=torch.float32, case=" (float32)")
+
+    def check_device(self, student, rng: torch.Generator, device: str, propagation_devices, exercise) -> None:
+        for where in value_and_propagation_devices(device, propagation_devices):
+            for dtype in (torch.float32, torch.float64):
+                problem = make_problem(rng, self.spec, 2, *self.shape)
+                self.check_run(student, where, exercise, problem, upstream=upstream_for(rng, self.spec, problem),
+                               dtype=dtype, case=f" ({dtype_text(dtype)} on {where})")
+
+    def check_no_mutation(self, student, rng: torch.Generator, device: str, exercise) -> None:
+        problem = make_problem(rng, self.spec, 1, *self.shape)
+        result = run(student, self.spec, problem, device)
+        expect_unchanged(result, self.spec, problem, device)
+        # leaving the inputs alone is only worth a point when the function also does its job
+        expected, _ = reference_run(self.spec, problem)
+        expect_outputs(result, self.spec, problem, expected, device=device, dtype=torch.float64, exercise=exercise,
+                       hint=self.hint_values)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 from autograder.suites import _optimizers as opt
-from autograder.suites._common import FLOAT32, FLOAT64, normal, number, state_devices
 
 EXERCISE = "adagrad_step"
 
@@ -81,21 +80,8 @@ def _mistakes(params, steps, lr, options):
     return mistakes
 
 
-def _params(rng):
-    return [normal(rng, *shape) for shape in SHAPES]
-
-
-def _run_and_check(student, rng, device, exercise, count, hint, *, options=None, scale=1.0, zero_fraction=0.0,
-                   states=True, in_place=False):
-    options = options or {}
-    params = _params(rng)
-    steps = opt.gradients(rng, params, count, scale=scale, zero_fraction=zero_fraction)
-    lr = number(rng, *LR_RANGE)
-    result = opt.run(student, EXERCISE, params, steps, lr, options, device)
-    if in_place:
-        opt.expect_in_place_without_history(result, EXERCISE, params, steps, device, hint_update=HINT_UPDATE)
-    opt.expect_trajectory(result, OPTIMIZER, params, steps, lr, options, _mistakes(params, steps, lr, options),
-                          device, exercise=exercise, hint=hint, states=states)
+CHECKS = opt.Checks(OPTIMIZER, SHAPES, LR_RANGE, _mistakes, HINT_UPDATE)
+_run_and_check = CHECKS.run_and_check
 
 
 def test_single_step(student, rng, device, exercise):
@@ -124,13 +110,4 @@ def test_in_place_no_history(student, rng, device, exercise):
 
 
 def test_device(student, rng, device, propagation_devices, exercise):
-    for where in state_devices(device, propagation_devices) + (["meta"] if "meta" in propagation_devices else []):
-        for dtype in (FLOAT32, FLOAT64):
-            params = [p.to(dtype) for p in _params(rng)]
-            steps = [[g.to(dtype) for g in s] for s in opt.gradients(rng, params, 2)]
-            lr = number(rng, *LR_RANGE)
-            result = opt.run(student, EXERCISE, params, steps, lr, {}, where, dtype)
-            if result is None:
-                continue
-            opt.expect_device(result, OPTIMIZER, params, steps, lr, {}, _mistakes(params, steps, lr, {}), where, dtype,
-                              exercise=exercise, hint=HINT_UPDATE)
+    CHECKS.check_device(student, rng, device, propagation_devices, exercise)

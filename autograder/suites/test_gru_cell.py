@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from autograder.suites import _recurrent as rec
-from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, value_and_propagation_devices
 from reference import gru_cell as reference_gru
 
 EXERCISE = "gru_cell"
@@ -92,34 +91,20 @@ MISTAKES = {
 }
 
 
-def _check_run(student, device, exercise, problem, *, upstream=None, hint=HINT_VALUES, dtype=FLOAT64,
-               layouts=None, case="", mistakes=MISTAKES, grad_hint=rec.HINT_GRADIENT):
-    result = rec.run(student, SPEC, problem.cast(dtype), device, upstream=upstream, layouts=layouts)
-    if result is None:
-        return None
-    expected, grads = rec.reference_run(SPEC, problem.cast(dtype), upstream)
-    rec.expect_outputs(result, SPEC, problem, expected, device=device, dtype=dtype, exercise=exercise, hint=hint,
-                       mistakes=mistakes, case=case)
-    if upstream is not None:
-        rec.expect_gradients(result, SPEC, grads, device=device, dtype=dtype, exercise=exercise, case=case,
-                             hint=grad_hint)
-    return result
+CHECKS = rec.CellChecks(SPEC, SHAPE, STEPS, ODD_SHAPES, NON_CONTIGUOUS, MISTAKES, HINT_VALUES, HINT_SEQUENCE)
+_check_run = CHECKS.check_run
 
 
 def test_values(student, rng, device, exercise):
-    problem = rec.make_problem(rng, SPEC, 1, *SHAPE)
-    _check_run(student, device, exercise, problem)
+    CHECKS.check_values(student, rng, device, exercise)
 
 
 def test_gradients(student, rng, device, exercise):
-    problem = rec.make_problem(rng, SPEC, 1, *SHAPE)
-    _check_run(student, device, exercise, problem, upstream=rec.upstream_for(rng, SPEC, problem))
+    CHECKS.check_gradients(student, rng, device, exercise)
 
 
 def test_sequence_bptt(student, rng, device, exercise):
-    problem = rec.make_problem(rng, SPEC, STEPS, *SHAPE)
-    _check_run(student, device, exercise, problem, upstream=rec.upstream_for(rng, SPEC, problem),
-               hint=HINT_SEQUENCE, case=f" (a sequence of {STEPS} steps)", grad_hint=rec.HINT_BPTT)
+    CHECKS.check_sequence(student, rng, device, exercise)
 
 
 def test_gates(student, rng, device, exercise):
@@ -130,36 +115,16 @@ def test_gates(student, rng, device, exercise):
 
 
 def test_shapes(student, rng, device, exercise):
-    for batch, d_in, d_h in ODD_SHAPES:
-        problem = rec.make_problem(rng, SPEC, 2, batch, d_in, d_h)
-        _check_run(student, device, exercise, problem, upstream=rec.upstream_for(rng, SPEC, problem),
-                   case=f" (batch {batch}, d_in {d_in}, d_h {d_h})")
-    for layout in NON_CONTIGUOUS:
-        problem = rec.make_problem(rng, SPEC, 2, *SHAPE)
-        _check_run(student, device, exercise, problem, upstream=rec.upstream_for(rng, SPEC, problem),
-                   hint=rec.HINT_NON_CONTIGUOUS, case=f" for non-contiguous ({layout}) inputs and parameters",
-                   layouts={"xs": layout, "state": layout, "params": layout})
+    CHECKS.check_shapes(student, rng, device, exercise)
 
 
 def test_float32(student, rng, device, exercise):
-    problem = rec.make_problem(rng, SPEC, 3, *SHAPE)
-    _check_run(student, device, exercise, problem, upstream=rec.upstream_for(rng, SPEC, problem), dtype=FLOAT32,
-               case=" (float32)")
+    CHECKS.check_float32(student, rng, device, exercise)
 
 
 def test_device(student, rng, device, propagation_devices, exercise):
-    for where in value_and_propagation_devices(device, propagation_devices):
-        for dtype in (FLOAT32, FLOAT64):
-            problem = rec.make_problem(rng, SPEC, 2, *SHAPE)
-            _check_run(student, where, exercise, problem, upstream=rec.upstream_for(rng, SPEC, problem),
-                       dtype=dtype, case=f" ({dtype_text(dtype)} on {where})")
+    CHECKS.check_device(student, rng, device, propagation_devices, exercise)
 
 
 def test_no_mutation(student, rng, device, exercise):
-    problem = rec.make_problem(rng, SPEC, 1, *SHAPE)
-    result = rec.run(student, SPEC, problem, device)
-    rec.expect_unchanged(result, SPEC, problem, device)
-    # leaving the inputs alone is only worth a point when the function also does its job
-    expected, _ = rec.reference_run(SPEC, problem)
-    rec.expect_outputs(result, SPEC, problem, expected, device=device, dtype=FLOAT64, exercise=exercise,
-                       hint=HINT_VALUES)
+    CHECKS.check_no_mutation(student, rng, device, exercise)
