@@ -98,6 +98,11 @@ class ForkedWorker:
     def kill_tree(self) -> None:
         self.slot._kill_all(self)
 
+    def usage_root(self) -> int:
+        """The process whose tree holds this worker's CPU time: the slot's sandbox (the worker's pid
+        is in the sandbox's own PID namespace)."""
+        return self.slot.proc.pid if self.slot.proc is not None else -1
+
 
 class Slot:
     """One sandbox slot: a zygote started on first use and restarted whenever it fails."""

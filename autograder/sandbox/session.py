@@ -152,6 +152,70 @@ class MachineBusy(GraderError):
     :meth:`WorkerProcess.request`): retried once, then a grader error, never a timeout."""
 
 
+class ColdProcess:
+    """A worker in a cold sandbox of its own, with the interface ``WorkerProcess`` uses of any
+    worker (that of ``forkserver.ForkedWorker``): ``stdout``, ``wait``, ``poll``, ``kill_tree``
+    and ``usage_root``."""
+
+    def __init__(self, popen: subprocess.Popen, sandboxed: bool) -> None:
+        self.popen = popen
+        self.sandboxed = sandboxed
+        self.pid = popen.pid
+        self.stdout = popen.stdout
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def usage_root(self) -> int:
+        return self.popen.pid
+
+    def kill_tree(self) -> None:
+        # The sandbox's PID 1 first: the kernel then kills everything in its PID namespace, and
+        # bubblewrap (its parent) reaps it, so that nothing is orphaned to the machine's init.
+        inits = sandbox.kill_sandbox(self.popen.pid) if self.sandboxed and self.popen.poll() is None else []
+        try:
+            os.killpg(self.popen.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        sandbox.wait_gone(inits)  # the sandbox's PID 1 gone: every process it held is gone
+
+
+class ColdLauncher:
+    """Starts each worker in a fresh sandbox (or, unofficially, a plain process) on its own pipes;
+    the other launcher is ``forkserver.Slot`` (workers forked by a warm zygote)."""
+
+    def __init__(self, *, sandboxed: bool, slot: int = 0, limits: sandbox.Limits = sandbox.DEFAULT_LIMITS) -> None:
+        self.sandboxed = sandboxed
+        self.slot = slot
+        self.limits = limits
+
+    def start_worker(self, device: str) -> tuple[ColdProcess, Any, Any]:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        spec = (sandbox.launch(device, self.slot, self.limits) if self.sandboxed
+                else sandbox.Launch(sandbox.plain_command(self.limits)))
+        try:
+            popen = subprocess.Popen(
+                [*spec.command, str(req_r), str(rep_w)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w, *spec.fds), start_new_session=True)
+        except BaseException:
+            os.close(req_w)
+            os.close(rep_r)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+            spec.close()
+        return ColdProcess(popen, self.sandboxed), os.fdopen(req_w, "wb"), os.fdopen(rep_r, "rb")
+
+
 class WorkerProcess:
     """One worker process and its two pipes."""
 
@@ -164,26 +228,10 @@ class WorkerProcess:
 
     def __init__(self, *, sandboxed: bool, device: str, slot: int = 0,
                  limits: sandbox.Limits = sandbox.DEFAULT_LIMITS, launcher: Any = None) -> None:
-        self.launcher = launcher
-        if launcher is not None:  # a warm worker forked in its sandbox (``forkserver.Slot``)
-            self.proc, self.requests, self.replies = launcher.start_worker(device)
-            self.output = OutputTail(self.proc.stdout)
-            self.dead = None
-            self.sandboxed = sandboxed
-            return
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        spec = sandbox.launch(device, slot, limits) if sandboxed else sandbox.Launch(sandbox.plain_command(limits))
-        try:
-            self.proc = subprocess.Popen(
-                [*spec.command, str(req_r), str(rep_w)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w, *spec.fds), start_new_session=True)
-        finally:
-            os.close(req_r)
-            os.close(rep_w)
-            spec.close()
-        self.requests = os.fdopen(req_w, "wb")
-        self.replies = os.fdopen(rep_r, "rb")
+        # Where the worker comes from: a warm zygote's fork (``forkserver.Slot``) or a cold sandbox
+        # of its own (:class:`ColdLauncher`); both give a process with the same interface.
+        self.launcher = launcher if launcher is not None else ColdLauncher(sandboxed=sandboxed, slot=slot, limits=limits)
+        self.proc, self.requests, self.replies = self.launcher.start_worker(device)
         self.output = OutputTail(self.proc.stdout)
         self.dead: str | None = None
         self.sandboxed = sandboxed
@@ -266,8 +314,7 @@ class WorkerProcess:
 
     def usage(self) -> tuple[float, float]:
         """(CPU seconds, seconds waiting for a CPU) of this worker's sandbox so far."""
-        root = self.proc.slot.proc.pid if self.launcher is not None and self.proc.slot.proc is not None else self.proc.pid
-        return sandbox.tree_usage(root)
+        return sandbox.tree_usage(self.proc.usage_root())
 
     def _death_reason(self) -> str:
         try:
@@ -286,19 +333,8 @@ class WorkerProcess:
     def kill(self, reason: str) -> None:
         if self.dead is None:
             self.dead = reason
-        if self.launcher is not None:
-            self.proc.kill_tree()  # the zygote kills every process of the sandbox and empties /tmp
-            self._close_and_reap()
-            return
-        # The sandbox's PID 1 first: the kernel then kills everything in its PID namespace, and
-        # bubblewrap (its parent) reaps it, so that nothing is orphaned to the machine's init.
-        inits = sandbox.kill_sandbox(self.proc.pid) if self.sandboxed and self.proc.poll() is None else []
-        try:
-            os.killpg(self.proc.pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
+        self.proc.kill_tree()  # the worker and every process of its sandbox
         self._close_and_reap()
-        sandbox.wait_gone(inits)  # the sandbox's PID 1 gone: every process it held is gone
 
     def _close_and_reap(self) -> None:
         for stream in (self.requests, self.replies):
