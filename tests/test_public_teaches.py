@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.course import hints
 from autograder.grading import public
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "implementations"
@@ -53,3 +54,27 @@ def test_public_check_catches_common_mistakes_and_passes_correct_code(name: str)
     assert not missed, f"the public check of {name} misses {sorted(missed)}"
     if name != "dropout":  # dropout's rescaling needs a statistical public case: not done yet
         assert len(caught) >= 3, f"the public check of {name} catches only {sorted(caught)}"
+
+
+def _hints_of(name: str) -> set[str]:
+    """The hints the graded tests of ``name`` give, as the hidden suite holds them."""
+    from autograder.grading import engine
+
+    source = (engine.SUITES / f"test_{name}.py").read_text(encoding="utf-8")
+    return {value for key, value in vars(hints).items() if key.startswith(name.upper() + "_")
+            and f"{key} as HINT_" in source}
+
+
+@pytest.mark.parametrize("name", sorted(MUST_CATCH))
+def test_a_failing_public_case_gives_the_graded_tests_hint(name: str):
+    """The message of a caught common mistake ends with the hint of the graded test the failing
+    case previews, word for word the hint grading gives (both read ``autograder/course/hints.py``)."""
+    functions = _functions(name)
+    graded = _hints_of(name)
+    assert graded, f"the suite of {name} imports no hint from autograder/course/hints.py"
+    for bug in sorted(MUST_CATCH[name]):
+        with contextlib.redirect_stdout(io.StringIO()), pytest.raises(AssertionError) as failure:
+            public.check(functions[bug], name)
+        said = str(failure.value)
+        assert "\n\nHint: " in said, f"{bug}: no hint in {said!r}"
+        assert said.rsplit("\n\nHint: ", 1)[1] in graded, f"{bug}: the hint is not one grading gives: {said!r}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from autograder.course import hints
 from autograder.course.conventions import (Convention, EpisodeLoop, Function, GradsInPlace, ModuleTransform,
                                            OptimizerState, RecurrentCell, TableUpdate)
 
@@ -64,6 +65,7 @@ class PublicCase:
     args: Mapping[str, Any]
     expected: Any
     dtypes: Mapping[str, str] = field(default_factory=dict)
+    hint: str = ""  # shown when the case fails: the hint of the graded test it previews (course/hints.py)
 
 
 @dataclass(frozen=True)
@@ -240,11 +242,11 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
         call=Function(grad_wrt=("X",)),
         public_cases=(
-            PublicCase("rows sum to one", {"X": [[1.0, 2.0, 3.0]]}, [[0.09003057317038046, 0.24472847105479764, 0.6652409557748219]]),
-            PublicCase("large equal scores", {"X": [[1000.0, 1000.0]]}, [[0.5, 0.5]]),
-            PublicCase("large gap", {"X": [[-1000.0, 0.0]]}, [[0.0, 1.0]]),
+            PublicCase("rows sum to one", {"X": [[1.0, 2.0, 3.0]]}, [[0.09003057317038046, 0.24472847105479764, 0.6652409557748219]], hint=hints.SOFTMAX_VALUES),
+            PublicCase("large equal scores", {"X": [[1000.0, 1000.0]]}, [[0.5, 0.5]], hint=hints.SOFTMAX_STABLE),
+            PublicCase("large gap", {"X": [[-1000.0, 0.0]]}, [[0.0, 1.0]], hint=hints.SOFTMAX_STABLE),
             PublicCase("each row on its own (over the last dimension)", {"X": [[1.0, 2.0], [3.0, 5.0]]},
-                       [[0.26894142136999516, 0.7310585786300049], [0.11920292202211755, 0.8807970779778823]]),
+                       [[0.26894142136999516, 0.7310585786300049], [0.11920292202211755, 0.8807970779778823]], hint=hints.SOFTMAX_BATCH),
         ),
     ),
     Exercise(
@@ -266,7 +268,7 @@ EXERCISES: tuple[Exercise, ...] = (
                 "d2l example",
                 {"y_hat": [[0.1, 0.3, 0.6], [0.3, 0.2, 0.5]], "y": [0, 2]},
                 [2.3025850929940455, 0.6931471805599453],
-                dtypes={"y": "int64"},
+                dtypes={"y": "int64"}, hint=hints.CROSS_ENTROPY_VALUES,
             ),
         ),
     ),
@@ -305,8 +307,8 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
         call=Function(grad_wrt=("X",)),
         public_cases=(
-            PublicCase("drop_prob = 0 keeps X", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 0.0}, [[1.0, -2.0], [3.0, 4.0]]),
-            PublicCase("drop_prob = 1 gives zeros", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 1.0}, [[0.0, 0.0], [0.0, 0.0]]),
+            PublicCase("drop_prob = 0 keeps X", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 0.0}, [[1.0, -2.0], [3.0, 4.0]], hint=hints.DROPOUT_EDGE_ZERO),
+            PublicCase("drop_prob = 1 gives zeros", {"X": [[1.0, -2.0], [3.0, 4.0]], "drop_prob": 1.0}, [[0.0, 0.0], [0.0, 0.0]], hint=hints.DROPOUT_EDGE_ONE),
         ),
     ),
     Exercise(
@@ -319,8 +321,8 @@ EXERCISES: tuple[Exercise, ...] = (
         forbidden=_CONVOLUTIONS,
         call=Function(grad_wrt=("X", "K")),
         public_cases=(
-            PublicCase("d2l example", {"X": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]], "K": [[0.0, 1.0], [2.0, 3.0]]}, [[19.0, 25.0], [37.0, 43.0]]),
-            PublicCase("horizontal edge kernel", {"X": [[1.0, 1.0, 0.0, 0.0]], "K": [[1.0, -1.0]]}, [[0.0, 1.0, 0.0]]),
+            PublicCase("d2l example", {"X": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]], "K": [[0.0, 1.0], [2.0, 3.0]]}, [[19.0, 25.0], [37.0, 43.0]], hint=hints.CORR2D_VALUES),
+            PublicCase("horizontal edge kernel", {"X": [[1.0, 1.0, 0.0, 0.0]], "K": [[1.0, -1.0]]}, [[0.0, 1.0, 0.0]], hint=hints.CORR2D_VALUES),
         ),
     ),
     Exercise(
@@ -339,10 +341,10 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
         call=GradsInPlace(params="params", returns="norm", returns_what="norm (before clipping)"),
         public_cases=(
-            PublicCase("norm 5 clipped to 1", {"grads": [[3.0, 4.0]], "theta": 1.0}, {"norm": 5.0, "grads": [[0.6, 0.8]]}),
-            PublicCase("norm 5 below 10 is untouched", {"grads": [[3.0, 4.0]], "theta": 10.0}, {"norm": 5.0, "grads": [[3.0, 4.0]]}),
+            PublicCase("norm 5 clipped to 1", {"grads": [[3.0, 4.0]], "theta": 1.0}, {"norm": 5.0, "grads": [[0.6, 0.8]]}, hint=hints.CLIP_GRAD_CLIP),
+            PublicCase("norm 5 below 10 is untouched", {"grads": [[3.0, 4.0]], "theta": 10.0}, {"norm": 5.0, "grads": [[3.0, 4.0]]}, hint=hints.CLIP_GRAD_SMALL),
             PublicCase("one global norm over all parameters", {"grads": [[3.0], [4.0]], "theta": 1.0},
-                       {"norm": 5.0, "grads": [[0.6], [0.8]]}),
+                       {"norm": 5.0, "grads": [[0.6], [0.8]]}, hint=hints.CLIP_GRAD_PER_TENSOR),
         ),
     ),
     Exercise(
@@ -363,12 +365,12 @@ EXERCISES: tuple[Exercise, ...] = (
             PublicCase(
                 "first step moves each entry by about lr",
                 {"params": [[1.0, -2.0]], "grads": [[0.5, -3.0]], "lr": 0.1, "t": 1},
-                {"params": [[0.900000002, -1.9000000003333333]]},
+                {"params": [[0.900000002, -1.9000000003333333]]}, hint=hints.ADAM_STEP_UPDATE,
             ),
             PublicCase(
                 "eps is added after the square root (here eps = 1)",
                 {"params": [[1.0]], "grads": [[0.25]], "lr": 0.1, "t": 1, "eps": 1.0},
-                {"params": [[0.98]]},
+                {"params": [[0.98]]}, hint=hints.ADAM_STEP_EPS,
             ),
         ),
     ),
@@ -413,7 +415,7 @@ EXERCISES: tuple[Exercise, ...] = (
                 "identity projections, one query",
                 {"X": [[[1.0, 0.0], [0.0, 1.0]]], "W_q": [[1.0, 0.0], [0.0, 1.0]], "W_k": [[1.0, 0.0], [0.0, 1.0]], "W_v": [[1.0, 0.0], [0.0, 1.0]], "mask": [[True, False], [True, True]]},
                 [[[1.0, 0.0], [0.330238450673343, 0.669761549326657]]],
-                dtypes={"mask": "bool"},
+                dtypes={"mask": "bool"}, hint=hints.SELF_ATTENTION_VALUES,
             ),
         ),
     ),
@@ -431,12 +433,12 @@ EXERCISES: tuple[Exercise, ...] = (
             PublicCase(
                 "non-terminal step",
                 {"Q": [[0.0, 0.0], [1.0, 2.0]], "s": 0, "a": 1, "r": 1.0, "s_next": 1, "done": False, "alpha": 0.5, "gamma": 0.9},
-                {"td_error": 2.8, "Q": [[0.0, 1.4], [1.0, 2.0]]},
+                {"td_error": 2.8, "Q": [[0.0, 1.4], [1.0, 2.0]]}, hint=hints.Q_LEARNING_UPDATE_UPDATE,
             ),
             PublicCase(
                 "terminal step ignores the next state",
                 {"Q": [[0.0, 0.0], [1.0, 2.0]], "s": 0, "a": 0, "r": 1.0, "s_next": 1, "done": True, "alpha": 0.5, "gamma": 0.9},
-                {"td_error": 1.0, "Q": [[0.5, 0.0], [1.0, 2.0]]},
+                {"td_error": 1.0, "Q": [[0.5, 0.0], [1.0, 2.0]]}, hint=hints.Q_LEARNING_UPDATE_TERMINAL,
             ),
         ),
     ),

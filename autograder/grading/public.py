@@ -73,8 +73,14 @@ def check(fn: Callable[..., Any], name: str | None = None) -> None:
             print(f"✗ {exercise.name}: {case.description}: raised {type(error).__name__}: {error}")
             error.add_note(f"(raised by {exercise.name} in the public check '{case.description}')")
             raise
-        for quantity, actual, expected in made.comparisons(result):
-            compare(exercise, case, quantity, actual, expected)
+        try:
+            for quantity, actual, expected in made.comparisons(result):
+                compare(exercise, case, quantity, actual, expected)
+        except AssertionError as mismatch:
+            if not case.hint:
+                raise
+            # the hint of the graded test this case previews: the same words grading uses
+            raise AssertionError(f"{mismatch}\n\nHint: {case.hint}") from None
         print(f"✓ {exercise.name}: {case.description}")
     count = len(exercise.public_cases)
     passed = "The public check" if count == 1 else f"All {count} public checks"

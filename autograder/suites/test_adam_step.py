@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from autograder.course.hints import ADAM_STEP_EPS as HINT_EPS, ADAM_STEP_UPDATE as HINT_UPDATE
 from autograder.grading.compare import expect, expect_close, expect_like, fail, matches, tolerance_for
 from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices, uniform
 
@@ -48,14 +49,10 @@ TINY_SCALE = 1e-9
 TINY_STEPS = 3
 ZERO_FRACTION = 0.25
 
-HINT_UPDATE = ("for each parameter: v = beta1 v + (1 - beta1) g, s = beta2 s + (1 - beta2) g^2, "
-               "v_hat = v / (1 - beta1^t), s_hat = s / (1 - beta2^t), p -= lr v_hat / (sqrt(s_hat) + eps), "
-               "all in place under torch.no_grad()")
 HINT_STATES = ("update the given states in place (v.mul_(beta1).add_((1 - beta1) * g), or v[:] = ...): "
                "v = beta1 * v + ... only rebinds a local name and the states list keeps the old moments")
 HINT_BIAS = ("bias correction divides by 1 - beta1^t and 1 - beta2^t with the 1-based step number t you are given "
              "(at t = 1: 1 - beta1 and 1 - beta2); 1 - beta^0 = 0 would divide by zero")
-HINT_EPS = "eps is added after the square root: sqrt(s_hat) + eps, not sqrt(s_hat + eps)"
 HINT_EPS_AFTER_CORRECTION = ("correct both moments first (v_hat = v / (1 - beta1^t), s_hat = s / (1 - beta2^t)), "
                              "then add eps after the square root: sqrt(s_hat) + eps, as torch.optim.Adam does")
 HINT_TINY = ("eps keeps the update finite and small where gradients are tiny or zero: "

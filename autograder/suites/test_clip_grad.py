@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import torch
 
+from autograder.course.hints import (CLIP_GRAD_CLIP as HINT_CLIP, CLIP_GRAD_PER_TENSOR as HINT_PER_TENSOR,
+                                     CLIP_GRAD_SMALL as HINT_SMALL)
 from autograder.grading.compare import (expect, expect_close, expect_equal, expect_like, expect_scalar_close, matches,
                                 tolerance_for)
 from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, normal, number, run_on, state_devices
@@ -45,17 +47,10 @@ NO_CLIP_RATIO = (1.3, 3.0)
 #: far above, tiny, huge.
 TRAJECTORY_SCALES = (0.05, 0.9, 1.1, 20.0, 1e-9, 1e6)
 
-HINT_CLIP = ("compute the global norm over all gradients, ||g|| = sqrt(sum over parameters of (p.grad ** 2).sum()), "
-             "and if ||g|| > theta multiply every p.grad by theta / ||g|| in place (p.grad.mul_(...) or "
-             "p.grad[:] *= ...)")
-HINT_SMALL = ("clip only when ||g|| > theta; otherwise leave every gradient exactly as it is (multiplying by "
-              "theta / ||g|| > 1 would enlarge it)")
 HINT_NORM = "return the global norm computed before clipping (a Python float or a 0-d tensor)"
 HINT_IN_PLACE = ("modify each p.grad in place (p.grad.mul_(factor) or p.grad[:] *= factor); p.grad = p.grad * factor "
                  "binds a new tensor and code holding the old gradient never sees the clipped values")
 HINT_NONE = "skip parameters whose .grad is None: leave them None and leave them out of the norm"
-HINT_PER_TENSOR = ("||g|| is ONE norm over all gradients together (sqrt of the sum of every p.grad's squared entries), "
-                   "and every gradient is scaled by the same factor theta / ||g||")
 HINT_GENERATOR = ("params may be a generator such as model.parameters(), which can be iterated only once: "
                   "make a list first (params = [p for p in params if p.grad is not None]) and use it for both "
                   "the norm and the clipping")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from autograder.course.hints import CORR2D_VALUES as HINT_VALUES
 from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like, looser_tolerance
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, expect_attempted, normal, reference_output,
                                        reference_vjp, shape_text, value_and_propagation_devices, vjp_on)
@@ -34,8 +35,6 @@ FLIP_X_SHAPE, FLIP_K_SHAPE = (6, 6), (3, 3)
 ODD_SHAPES = (((1, 1), (1, 1)), ((4, 5), (4, 5)), ((1, 6), (1, 2)), ((6, 1), (3, 1)), ((5, 7), (1, 1)),
               ((3, 8), (2, 6)))
 
-HINT_VALUES = ("Y[i, j] = (X[i:i + kh, j:j + kw] * K).sum() for i < h - kh + 1 and j < w - kw + 1: slide K over X "
-               "without flipping it")
 HINT_GRADIENT = ("build Y from X and K with differentiable torch operations (slicing, *, sum, torch.stack); "
                  "writing into a preallocated Y (Y[i, j] = ...) is fine, .item() or torch.tensor(...) are not")
 HINT_SHAPES = ("Y has shape (h - kh + 1, w - kw + 1): loop over range(X.shape[0] - K.shape[0] + 1) and "

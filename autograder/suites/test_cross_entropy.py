@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from autograder.course.hints import CROSS_ENTROPY_VALUES as HINT_VALUES
 from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, expect_attempted, integers, normal,
                                        reference_output, reference_vjp, value_and_propagation_devices, vjp_on)
@@ -32,8 +33,6 @@ LOGIT_SCALE = 3.0
 #: (n, q) of the per-example test: a single example, a single class, more examples than classes.
 PER_EXAMPLE_SHAPES = ((1, 4), (5, 1), (17, 3))
 
-HINT_VALUES = ("pick each row's probability of its own label, y_hat[i, y[i]] (e.g. y_hat[range(len(y_hat)), y] "
-               "or torch.gather), and return -log of it for every example")
 HINT_PER_EXAMPLE = "return one loss per example, shape (n,): no .mean() or .sum() over the examples"
 HINT_GRADIENT = "compute the loss from y_hat with differentiable torch operations (indexing, torch.log)"
 HINT_NO_MUTATION = "do not modify y_hat or y in place (y_hat.log_(), y_hat[...] = ...): compute new tensors"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from autograder.course.hints import DROPOUT_EDGE_ONE as HINT_EDGE_ONE, DROPOUT_EDGE_ZERO as HINT_EDGE_ZERO
 from autograder.sandbox.session import StudentError
 from autograder.grading.compare import (expect, expect_close, expect_equal, expect_gradient, expect_like, fail,
                                         has_nonfinite)
@@ -43,9 +44,6 @@ HINT_RESCALE = "inverted dropout divides the kept elements by 1 - drop_prob, so 
 HINT_GRADIENT = ("compute the output as X * mask / (1 - drop_prob) (or torch.where(keep, X / (1 - drop_prob), 0)) with "
                  "differentiable operations, so that the gradient is masked and scaled like the output")
 HINT_FRESH = ("draw a new mask at every call: no torch.manual_seed inside the function and no mask kept between calls")
-HINT_EDGE_ONE = ("with drop_prob = 1 everything is dropped: X * 0 / (1 - 1) is 0 / 0 = nan, so return zeros "
-                 "(e.g. torch.zeros_like(X)) in that case")
-HINT_EDGE_ZERO = "with drop_prob = 0 nothing is dropped and 1 / (1 - 0) = 1: the output equals X"
 HINT_INVALID = ("check drop_prob first: if not 0 <= drop_prob <= 1, raise ValueError (or use assert 0 <= drop_prob <= 1)")
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from autograder.course.hints import (Q_LEARNING_UPDATE_TERMINAL as HINT_TERMINAL,
+                                     Q_LEARNING_UPDATE_UPDATE as HINT_UPDATE)
 from autograder.grading.compare import expect, expect_close, expect_like, fail
 from autograder.suites._common import FLOAT64, integer, normal, number, seed
 from autograder.suites._tabular import TableSuite
@@ -42,9 +44,6 @@ TRAIN_GAMMA = 0.95
 TRAIN_EPSILON = 0.2
 TRAINING_ATTEMPTS = 3
 
-HINT_UPDATE = ("target = r + gamma * Q[s_next].max() (or r alone when done), then Q[s, a] += alpha * (target - Q[s, a]), "
-               "in place on the Q you are given")
-HINT_TERMINAL = "when done is True the episode ends there: target = r, with no gamma * max Q[s_next] term"
 HINT_TD = ("return the TD error target - Q[s, a], computed with the value of Q[s, a] before the update, as a Python "
            "float (e.g. float(td_error) or td_error.item())")
 HINT_ONLY = "change only Q[s, a]: index the single entry (Q[s, a] += ...), not the row Q[s] or the column Q[:, a]"

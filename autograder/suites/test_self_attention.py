@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from autograder.course.hints import SELF_ATTENTION_VALUES as HINT_VALUES
 from autograder.grading.compare import (expect_close, expect_equal, expect_gradient, expect_like, has_nonfinite,
                                         matches, tolerance_for)
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, expect_attempted, integer, normal,
@@ -32,8 +33,6 @@ MASK_DENSITY = 0.6
 ODD_CASES = ((1, 1, 3, 2, 4, None), (3, 7, 5, 8, 2, "2d"), (1, 4, 2, 1, 1, "batch_1"), (2, 6, 4, 3, 5, "full"))
 NAMES = ("X", "W_q", "W_k", "W_v")
 
-HINT_VALUES = ("Q = X @ W_q, K = X @ W_k, V = X @ W_v; scores = Q @ K.transpose(-2, -1) / sqrt(d_k) with d_k = "
-               "W_q.shape[-1]; weights = softmax over the last dimension (the keys); return weights @ V")
 HINT_GRADIENT = "compute everything with differentiable torch operations (@, softmax, masked_fill, torch.where)"
 HINT_MASK = ("True in the mask means 'may attend': set the scores where the mask is False to -inf before the softmax "
              "(scores.masked_fill(~mask, float('-inf')) or torch.where(mask, scores, -inf)); the mask broadcasts "

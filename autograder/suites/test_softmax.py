@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from autograder.course.hints import (SOFTMAX_BATCH as HINT_BATCH, SOFTMAX_STABLE as HINT_STABLE,
+                                     SOFTMAX_VALUES as HINT_VALUES)
 from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like, has_nonfinite
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
                                        shape_text, value_and_propagation_devices, vjp_on)
@@ -25,14 +27,7 @@ FLOAT32_SCALE = 4.0
 #: Shapes (..., q) of the batch-dimension test: several leading dimensions, q = 1, a single row.
 BATCH_SHAPES = ((2, 3, 5), (2, 1, 3, 7), (4, 1), (1, 1), (7,))
 
-HINT_VALUES = ("softmax(X)_ij = exp(X_ij) / sum_k exp(X_ik): exponentiate, then divide by the sum over the last "
-               "dimension, kept for broadcasting (X_exp.sum(dim=-1, keepdim=True))")
 HINT_GRADIENT = "use differentiable torch operations only (torch.exp, sum, max, division)"
-HINT_STABLE = ("subtract each row's own maximum before exponentiating (X - X.max(dim=-1, keepdim=True).values): "
-               "softmax does not change, but exp of large inputs no longer overflows to inf (inf / inf is nan) and "
-               "very negative rows no longer underflow to 0 / 0")
-HINT_BATCH = ("reduce over the last dimension with dim=-1 and keepdim=True so that the sums broadcast back, "
-              "whatever the number of leading dimensions (X.sum(1) only works for 2-D inputs)")
 HINT_NO_MUTATION = ("do not modify X in place (X -= m, X.exp_(), X[...] = ...): compute new tensors (X - m) "
                     "so that the caller's X is unchanged")
 
