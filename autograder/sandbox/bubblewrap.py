@@ -237,6 +237,23 @@ def launch(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS, 
     return Launch(sandboxed_command(spec, fd), [] if fd is None else [fd])
 
 
+def cpu_share(slot: int) -> list[str]:
+    """The command prefix that gives a slot's sandbox (warm or cold) its CPU share: pinned to one CPU
+    of those this process may use (slot ``k`` on the ``k``-th, modulo their number; the seccomp filter keeps the
+    submission from moving off it) and niced, so that one submission's busy processes slow down
+    only the slots that share its CPU, never the graders. Empty where ``taskset`` is missing."""
+    if shutil.which("taskset") is None or shutil.which("nice") is None:
+        return []
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except OSError:
+        return []
+    return ["taskset", "--cpu-list", str(cpus[slot % len(cpus)]), "nice", "-n", str(SANDBOX_NICE)]
+
+
+SANDBOX_NICE = 5
+
+
 def oom_prefix() -> list[str]:
     """Make the sandbox the kernel's first choice when memory runs out (``oom_score_adj`` 1000,
     set while still root so that the submission cannot lower it again): without cgroups, the

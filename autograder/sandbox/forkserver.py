@@ -47,23 +47,6 @@ MAX_USES = 1000  # workers forked by one zygote before it is replaced by a fresh
 MAX_MESSAGE = 1 << 16
 
 
-def cpu_share(slot: int) -> list[str]:
-    """The command prefix that gives a slot's sandbox its CPU share: pinned to one CPU of those this
-    process may use (slot ``k`` on the ``k``-th, modulo their number; the seccomp filter keeps the
-    submission from moving off it) and niced, so that one submission's busy processes slow down
-    only the slots that share its CPU, never the graders. Empty where ``taskset`` is missing."""
-    import shutil
-
-    if shutil.which("taskset") is None or shutil.which("nice") is None:
-        return []
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except OSError:
-        return []
-    return ["taskset", "--cpu-list", str(cpus[slot % len(cpus)]), "nice", "-n", str(SANDBOX_NICE)]
-
-
-SANDBOX_NICE = 5
 
 
 class SlotError(RuntimeError):
@@ -139,7 +122,7 @@ class Slot:
         spec = sandbox.launch(spec=sandbox.SandboxSpec(self.device, self.slot, self.limits, code=ZYGOTE_CODE,
                                                        as_pid_1=True, env=env))  # the GPUs a scheduler gave
         cmd, fds = list(spec.command), list(spec.fds)
-        return [*cpu_share(self.slot), *cmd], fds
+        return [*sandbox.cpu_share(self.slot), *cmd], fds
 
     def start(self) -> None:
         """Start the sandbox without waiting for torch to be imported in it (see :meth:`ensure`)."""

@@ -201,9 +201,10 @@ class ColdLauncher:
         rep_r, rep_w = os.pipe()
         spec = (sandbox.launch(device, self.slot, self.limits) if self.sandboxed
                 else sandbox.Launch(sandbox.plain_command(self.limits)))
+        share = sandbox.cpu_share(self.slot) if self.sandboxed else []  # the slot's CPU, as a warm sandbox has
         try:
             popen = subprocess.Popen(
-                [*spec.command, str(req_r), str(rep_w)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                [*share, *spec.command, str(req_r), str(rep_w)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, pass_fds=(req_r, rep_w, *spec.fds), start_new_session=True)
         except BaseException:
             os.close(req_w)
