@@ -5,6 +5,11 @@ Single updates run through the ``q_update`` harness; ``test_training`` runs the 
 epsilon-greedy loop on FrozenLake in the worker (the ``q_train`` harness), then checks here every
 returned transition against the grader's own copy of the environment, replays the transitions
 through the reference update from a zero table, and follows the greedy policy of the learned table.
+
+Which test owns what: ``update`` the non-terminal target (the max over Q[s_next]), ``terminal`` no
+bootstrap when done, ``td_error`` the returned value, ``only_entry_changes`` nothing but Q[s, a],
+``in_place`` the caller's table, ``training`` the behaviour over a whole training run. The checks of
+single updates are shared with ``sarsa_update`` (``autograder/suites/_tabular.py``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,18 @@
 """Hidden tests of ``softmax(X)`` (docs/exercises.md §1): the softmax over the last dimension,
-numerically stable, differentiable, for any number of batch dimensions."""
+numerically stable, differentiable, for any number of batch dimensions.
+
+Which test owns which property (one mistake loses only the tests that name it):
+
+- ``test_values``: the values on ordinary 2-D inputs; ``test_gradient``: the VJP with respect to X;
+- ``test_stability``: exact values and gradients for scores of magnitude 1e3 to 1e4 (no overflow to
+  inf or underflow to 0 / 0): it alone names a missing max-subtraction;
+- ``test_batch_dims``: any number of leading dimensions, q = 1, non-contiguous inputs (the
+  reduction over the last dimension, kept for broadcasting);
+- ``test_float32``: values and gradient computed in float32 at float32 precision;
+- ``test_device``: the output's dtype and device (on meta: propagation);
+- ``test_no_mutation``: X left exactly as it was (and the values right: doing nothing is not
+  worth the point).
+"""
 
 from __future__ import annotations
 
