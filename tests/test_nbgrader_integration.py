@@ -216,7 +216,7 @@ def test_grade_with_engine_writes_feedback_and_strips_hidden_tests(tmp_path: Pat
     calls = []
 
     def fake_grade_notebook(path: Any, **kwargs: Any) -> NotebookResult:
-        calls.append((Path(path).name, json.loads(Path(path).read_text(encoding="utf-8")), kwargs))
+        calls.append((path.name, json.loads(path.data.decode("utf-8")), kwargs))  # graded from bytes, no file
         return _result()
 
     monkeypatch.setattr(engine, "grade_notebook", fake_grade_notebook)
