@@ -36,6 +36,9 @@ _SKIPPED_PREFIXES = (registry.CHECK_PREFIX, registry.TEST_PREFIX, registry.DEMO_
 class Extracted:
     cells: list[Cell]  # what the worker executes, in order
     student_sources: list[str]  # the student's cells as plain Python (for the static scan)
+    # their syntax trees, parsed once here (None for a cell not run), read by the static scan and
+    # by graded_spans: never parsed again
+    student_trees: list[ast.Module | None] = field(default_factory=list)
     student_labels: list[str] = field(default_factory=list)  # "cell 7", parallel to student_sources
     problems: list[str] = field(default_factory=list)  # one line each, shown in the report
     definitions: dict[str, ast.FunctionDef] = field(default_factory=dict)  # last def per name
@@ -244,6 +247,7 @@ def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) ->
             out.problems.append(f"{number}: {len(raw) >> 10} KiB of code, more than the {MAX_CELL_BYTES >> 10} KiB "
                                 "a cell may hold; the cell was not run")
             out.student_sources.append("")
+            out.student_trees.append(None)
             out.student_labels.append(number)
             continue
         total += len(raw)
@@ -268,6 +272,7 @@ def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) ->
                 message = " ".join(str(getattr(exc, "msg", exc)).split())[:200]
                 out.problems.append(f"{number}{where}: {exc.__class__.__name__}: {message}; the cell was not run")
             out.student_sources.append("")
+            out.student_trees.append(None)
             out.student_labels.append(number)
             continue
         for node in tree.body:
@@ -277,6 +282,7 @@ def extract(nb: nbformat.NotebookNode, trusted: nbformat.NotebookNode | None) ->
                 if number not in places:
                     places.append(number)
         out.student_sources.append(source)
+        out.student_trees.append(tree)
         out.student_labels.append(number)
         out.cells.append(Cell(source, number))
     return out
@@ -322,14 +328,26 @@ def signature_problem(exercise: registry.Exercise, definitions: dict[str, ast.Fu
     return f"`{exercise.name}({', '.join(got)})` does not match the contract `{exercise.name}({exercise.signature})`"
 
 
+def parsed(extracted: Extracted) -> list[ast.Module | None]:
+    """The syntax tree of each student cell (parsed at extraction; parsed here only for an
+    ``Extracted`` built by hand without them)."""
+    if len(extracted.student_trees) == len(extracted.student_sources):
+        return extracted.student_trees
+    out: list[ast.Module | None] = []
+    for source in extracted.student_sources:
+        try:
+            out.append(ast.parse(source) if source else None)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            out.append(None)
+    return out
+
+
 def graded_spans(extracted: Extracted, function: str) -> list[tuple[int, int, int]]:
     """(student cell index, first line, last line) of the module-level definitions that the graded
     ``function`` reaches by name, itself included (data only: parsed, never executed)."""
     defs: dict[str, list[tuple[int, ast.AST]]] = {}
-    for index, source in enumerate(extracted.student_sources):
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+    for index, tree in enumerate(parsed(extracted)):
+        if tree is None:
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -92,18 +92,20 @@ class Finding:
 
 
 def scan(cells: list[str], function: str, forbidden: Sequence[Forbidden], *,
-         deadline: float | None = None) -> list[Finding]:
+         deadline: float | None = None, trees: Sequence[ast.Module | None] | None = None) -> list[Finding]:
     """Findings for the graded ``function`` defined in ``cells`` (plain Python; unparsable cells
     are skipped), against the exercise's ``forbidden`` routines, sorted by cell and line.
 
     ``deadline`` (a ``time.thread_time()`` value) bounds the work: code that takes longer to
     resolve (thousands of conditional rebindings) cannot be verified and is reported as
-    ``TOO_COMPLEX``, which counts as forbidden like the other unverifiable constructs."""
+    ``TOO_COMPLEX``, which counts as forbidden like the other unverifiable constructs. ``trees``:
+    the cells already parsed (one per cell, None for a cell not run), so that nothing is parsed
+    twice."""
     if not forbidden:
         return []
     findings: dict[tuple[str, int, int], Finding] = {}
     try:
-        program = _Program(cells, deadline)
+        program = _Program(cells, deadline, trees)
         _GradedScan(program, _Matcher(forbidden), findings).run(function)
         _TamperScan(program, findings).run()
     except _Exhausted:
@@ -178,7 +180,8 @@ class _Path:
 
 
 class _Program:
-    def __init__(self, cells: list[str], deadline: float | None = None) -> None:
+    def __init__(self, cells: list[str], deadline: float | None = None,
+                 trees: Sequence[ast.Module | None] | None = None) -> None:
         self.deadline = deadline
         self.trees: list[tuple[ast.Module, _Source]] = []
         self.bindings: dict[str, list[_Binding]] = {}
@@ -188,7 +191,10 @@ class _Program:
         self._scopes: dict[int, tuple[ast.AST, _Scope]] = {}  # def/class/lambda node -> its scope
         self.keep: list[ast.AST] = []  # code parsed from exec strings (kept alive: ids are keys)
         for index, cell in enumerate(cells):
-            tree = _parse(cell) if isinstance(cell, str) else None
+            if trees is not None and len(trees) == len(cells):
+                tree = trees[index]
+            else:
+                tree = _parse(cell) if isinstance(cell, str) else None
             if tree is None:
                 continue
             source = _Source(index, cell)
