@@ -139,7 +139,7 @@ def test_zygote_sandbox_is_the_cold_sandbox_as_pid_1_with_a_read_only_root(monke
         return args
 
     zygote = command("cpu")
-    cold = sandbox.launch("cpu", 7)
+    cold = sandbox.launch(sandbox.SandboxSpec("cpu", 7))
     cold.close()
     python = zygote.index("-I")
     assert zygote[python + 1:] == ["-c", forkserver.ZYGOTE_CODE]

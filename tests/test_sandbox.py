@@ -98,7 +98,7 @@ def test_seccomp_descriptor_holds_the_program():
 
 # ------------------------------------------------------------------------------- command line
 def test_command_line_sets_up_every_layer():
-    spec = sandbox.launch(slot=3)
+    spec = sandbox.launch(sandbox.SandboxSpec(slot=3))
     try:
         cmd = spec.command
         nproc = f"--nproc={sandbox.process_limit(sandbox.DEFAULT_LIMITS)}"
@@ -193,7 +193,7 @@ def probe() -> dict:
     reason = sandbox.unavailable_reason()
     if reason:
         pytest.skip(f"the sandbox cannot start here: {reason}")
-    spec = sandbox.launch(slot=7)
+    spec = sandbox.launch(sandbox.SandboxSpec(slot=7))
     cmd = spec.command[: spec.command.index("-I") + 1] + ["-c", PROBE]
     try:
         done = subprocess.run(cmd, pass_fds=spec.fds, capture_output=True, text=True, timeout=120,

@@ -115,7 +115,7 @@ def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, not
     spans = nbio.graded_spans(extracted, exercise.name)
     out = []
     for f in scan(extracted.student_sources, exercise.name, exercise.forbidden, deadline=deadline,
-                  trees=nbio.parsed(extracted)):
+                  trees=extracted.student_trees):
         label = extracted.student_labels[f.cell] if 0 <= f.cell < len(extracted.student_labels) else "a cell"
         text = f"{f.call} ({label}, line {f.line}: `{f.evidence}`)" if f.cell >= 0 else f.call
         if f.call == TAMPERING and not any(c == f.cell and a <= f.line <= b for c, a, b in spans):

@@ -229,10 +229,9 @@ def sandboxed_command(spec: SandboxSpec = SandboxSpec(), seccomp_fd: int | None 
     return prlimit_prefix(spec.limits, True) + oom_prefix() + _sandboxed(spec, seccomp_fd)
 
 
-def launch(device: str = "cpu", slot: int = 0, limits: Limits = DEFAULT_LIMITS, *, spec: SandboxSpec | None = None) -> Launch:
-    """How to start a sandboxed worker (or what ``spec`` says): the command line plus the seccomp
+def launch(spec: SandboxSpec = SandboxSpec()) -> Launch:
+    """How to start what ``spec`` says (by default a worker): the command line plus the seccomp
     program's descriptor."""
-    spec = spec if spec is not None else SandboxSpec(device, slot, limits)
     fd = seccomp_fd()
     return Launch(sandboxed_command(spec, fd), [] if fd is None else [fd])
 
@@ -604,7 +603,7 @@ def unavailable_reason() -> str | None:
         return "bubblewrap (bwrap) is not installed"
     if os.geteuid() == 0 and (shutil.which("setpriv") is None or shutil.which("unshare") is None):
         return "setpriv/unshare (util-linux) are missing"
-    probe = launch(spec=SandboxSpec(code="import sys; sys.exit(0)"))
+    probe = launch(SandboxSpec(code="import sys; sys.exit(0)"))
     try:
         done = subprocess.run(probe.command, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
                               pass_fds=probe.fds)

@@ -119,8 +119,8 @@ class Slot:
         descriptors it needs."""
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         env = (("CUDA_VISIBLE_DEVICES", visible),) if self.device == "cuda" and visible is not None else ()
-        spec = sandbox.launch(spec=sandbox.SandboxSpec(self.device, self.slot, self.limits, code=ZYGOTE_CODE,
-                                                       as_pid_1=True, env=env))  # the GPUs a scheduler gave
+        spec = sandbox.launch(sandbox.SandboxSpec(self.device, self.slot, self.limits, code=ZYGOTE_CODE,
+                                             as_pid_1=True, env=env))  # the GPUs a scheduler gave
         cmd, fds = list(spec.command), list(spec.fds)
         return [*sandbox.cpu_share(self.slot), *cmd], fds
 

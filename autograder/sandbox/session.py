@@ -199,7 +199,7 @@ class ColdLauncher:
     def start_worker(self, device: str) -> tuple[ColdProcess, Any, Any]:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        spec = (sandbox.launch(device, self.slot, self.limits) if self.sandboxed
+        spec = (sandbox.launch(sandbox.SandboxSpec(device, self.slot, self.limits)) if self.sandboxed
                 else sandbox.Launch(sandbox.plain_command(self.limits)))
         share = sandbox.cpu_share(self.slot) if self.sandboxed else []  # the slot's CPU, as a warm sandbox has
         try:
@@ -235,7 +235,6 @@ class WorkerProcess:
         self.proc, self.requests, self.replies = self.launcher.start_worker(device)
         self.output = OutputTail(self.proc.stdout)
         self.dead: str | None = None
-        self.sandboxed = sandboxed
 
     def request(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
                 timeout: float, *, deadline: float | None = None,

@@ -328,25 +328,11 @@ def signature_problem(exercise: registry.Exercise, definitions: dict[str, ast.Fu
     return f"`{exercise.name}({', '.join(got)})` does not match the contract `{exercise.name}({exercise.signature})`"
 
 
-def parsed(extracted: Extracted) -> list[ast.Module | None]:
-    """The syntax tree of each student cell (parsed at extraction; parsed here only for an
-    ``Extracted`` built by hand without them)."""
-    if len(extracted.student_trees) == len(extracted.student_sources):
-        return extracted.student_trees
-    out: list[ast.Module | None] = []
-    for source in extracted.student_sources:
-        try:
-            out.append(ast.parse(source) if source else None)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            out.append(None)
-    return out
-
-
 def graded_spans(extracted: Extracted, function: str) -> list[tuple[int, int, int]]:
     """(student cell index, first line, last line) of the module-level definitions that the graded
     ``function`` reaches by name, itself included (data only: parsed, never executed)."""
     defs: dict[str, list[tuple[int, ast.AST]]] = {}
-    for index, tree in enumerate(parsed(extracted)):
+    for index, tree in enumerate(extracted.student_trees):
         if tree is None:
             continue
         for node in tree.body:

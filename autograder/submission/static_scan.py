@@ -191,10 +191,7 @@ class _Program:
         self._scopes: dict[int, tuple[ast.AST, _Scope]] = {}  # def/class/lambda node -> its scope
         self.keep: list[ast.AST] = []  # code parsed from exec strings (kept alive: ids are keys)
         for index, cell in enumerate(cells):
-            if trees is not None and len(trees) == len(cells):
-                tree = trees[index]
-            else:
-                tree = _parse(cell) if isinstance(cell, str) else None
+            tree = trees[index] if trees is not None else _parse(cell) if isinstance(cell, str) else None
             if tree is None:
                 continue
             source = _Source(index, cell)
