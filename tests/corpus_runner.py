@@ -1,6 +1,6 @@
 """The runner of the corpus of known implementations (``tests/fixtures/implementations``), shared
-by ``tests/test_implementations.py`` (the first eight exercises, 20 seeds) and
-``tests/test_implementations_later.py`` (the later ones, and every cheat): see the first for what
+by ``tests/suites/test_implementations.py`` (the first eight exercises, 20 seeds) and
+``tests/suites/test_implementations_later.py`` (the later ones, and every cheat): see the first for what
 is checked.
 
 Fast on purpose: one warm (sandboxed where possible) worker holds every fixture module, each in a

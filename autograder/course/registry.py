@@ -5,8 +5,8 @@ An exercise's ``name`` is at the same time the student's function, the reference
 ``grade_id`` of its solution cell and the heading of its feedback. Stubs, public checks, hidden
 suites, points and reports are derived from these declarations; nothing here is retyped elsewhere.
 
-The contract of each function is docs/exercises.md (kept in sync by tests/test_registry.py and
-tests/test_forbidden.py); how the grader calls it is its calling convention (``conventions.py``).
+The contract of each function is docs/exercises.md (kept in sync by tests/course/test_registry.py and
+tests/grading/test_forbidden.py); how the grader calls it is its calling convention (``conventions.py``).
 """
 
 from __future__ import annotations

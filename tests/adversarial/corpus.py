@@ -38,7 +38,7 @@ CANARY_VARIABLE = "AUTOGRADER_CANARY"
 PLANTED_NAMES = ("gradebook.db", "other_student_submission.ipynb")
 #: Sandbox slots (one uid each when the grader is root) per grading mode.
 SLOTS_PER_MODE = 3
-#: Where the corpus takes its slots: far from slot 0 (other test modules) and 60-63 (tests/test_batch.py).
+#: Where the corpus takes its slots: far from slot 0 (other test modules) and 60-63 (tests/frontends/test_batch.py).
 SLOT_RANGE = [*range(40, 60), *range(64, 100)]
 
 Notebook = dict[str, Any]

@@ -33,7 +33,7 @@ from autograder.errors import SandboxUnavailable, UnusableInput
 from autograder.report.results import ExerciseResult, NotebookResult
 from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ci.course_notebooks()  # release path -> assignment id
 RL = f"assignments/{registry.BY_NAME['q_learning_update'].notebook_path}"
 ATTENTION = f"assignments/{registry.BY_NAME['self_attention'].notebook_path}"

@@ -26,7 +26,7 @@ from autograder.report import render
 from autograder.report.results import ExerciseResult, NotebookResult
 from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _result(notebook: str = "rl.ipynb", official: bool = True, score: float = 0.0) -> NotebookResult:

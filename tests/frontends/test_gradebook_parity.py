@@ -25,7 +25,7 @@ import pytest
 from autograder.course import registry
 from autograder.report import flags
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ASSIGNMENT = "01_linear_models"
 NOTEBOOK = "linear_models.ipynb"

@@ -13,7 +13,7 @@ from autograder.course import registry
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.grading.engine import check_notebook, grade_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "submissions"
 
 pytestmark = [

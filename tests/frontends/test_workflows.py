@@ -20,7 +20,7 @@ import yaml
 
 from autograder.frontends import ci
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GRADE_PR = ROOT / ".github" / "workflows" / "grade-pr.yml"
 FULL_SHA = re.compile(r"^[^@\s]+@[0-9a-f]{40}$")

@@ -32,7 +32,7 @@ from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import session as client
 from autograder.errors import GraderError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / "01_linear_models" / "linear_models.ipynb"
 
 needs_sandbox = pytest.mark.skipif(sandbox.unavailable_reason() is not None,

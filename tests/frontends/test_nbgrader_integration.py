@@ -32,7 +32,7 @@ from autograder.course import registry
 from autograder.report.results import ExerciseResult, NotebookResult
 from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtual environment's bin/: nbgrader, alembic
 SEED = 20240517
 ASSIGNMENTS = ("01_linear_models", "04_rnn")

@@ -1,6 +1,6 @@
 """The corpus of known implementations (``tests/fixtures/implementations``), graded by the hidden
 suites (the runner: ``tests/corpus_runner.py``); here the first eight exercises under 20 seeds,
-``tests/test_implementations_later.py`` the later ones and every cheat.
+``tests/suites/test_implementations_later.py`` the later ones and every cheat.
 
 - every ``correct_*`` implementation passes every test, on every seed (valid alternatives are never
   penalised);

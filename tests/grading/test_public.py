@@ -13,7 +13,7 @@ import torch
 from autograder.grading.public import check, hidden_tests_run_by_the_grader
 from autograder.course.registry import BY_NAME, EXERCISES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- correct implementations, written like a student would (not the reference) -----------------

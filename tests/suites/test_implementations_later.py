@@ -1,6 +1,6 @@
 """The corpus of known implementations of the exercises after the first eight (under
 ``corpus_runner.LATER_SEEDS``), and every cheat of the corpus: what is checked is said in
-``tests/test_implementations.py``."""
+``tests/suites/test_implementations.py``."""
 
 from __future__ import annotations
 

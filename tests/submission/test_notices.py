@@ -10,7 +10,7 @@ import nbformat
 from autograder.course import registry
 from autograder.submission import notebook as nbio
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RELEASED = ROOT / "assignments" / "01_linear_models" / "linear_models.ipynb"
 EXERCISES = registry.assignments()["01_linear_models"]
 

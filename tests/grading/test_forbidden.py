@@ -33,7 +33,7 @@ from autograder.worker.recorders import Recorder, routine_of
 from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-EXERCISES_MD = Path(__file__).resolve().parents[1] / "docs" / "exercises.md"
+EXERCISES_MD = Path(__file__).resolve().parents[2] / "docs" / "exercises.md"
 CHECKED = [e for e in EXERCISES if e.forbidden]
 
 
@@ -599,7 +599,7 @@ def test_reference_implementations_are_clean(exercise):
 
 
 def _fixture_functions():
-    directory = Path(__file__).resolve().parent / "fixtures" / "implementations"
+    directory = Path(__file__).resolve().parents[1] / "fixtures" / "implementations"
     for exercise in CHECKED:
         if not (directory / f"{exercise.name}.py").exists():
             continue
@@ -1061,7 +1061,7 @@ def test_registry_forbidden_lists_match_exercises_md():
 def test_solution_notebooks_are_clean(exercise):
     import json
 
-    notebook = Path(__file__).resolve().parents[1] / "solutions" / BY_NAME[exercise].notebook_path
+    notebook = Path(__file__).resolve().parents[2] / "solutions" / BY_NAME[exercise].notebook_path
     if not notebook.exists():
         pytest.skip(f"{notebook} not written yet")
     cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]

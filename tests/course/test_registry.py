@@ -12,7 +12,7 @@ import pytest
 import reference
 from autograder.course import registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXERCISES_MD = ROOT / "docs" / "exercises.md"
 SUITES = ROOT / "autograder" / "suites"
 

@@ -24,7 +24,7 @@ import pytest
 from autograder.frontends import release
 from autograder.course.registry import BY_NAME, CHECK_PREFIX, DEMO_PREFIX, SETUP_PREFIXES, TEST_PREFIX, assignments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted({exercise.notebook_path for exercises in assignments().values() for exercise in exercises})
 SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS\n?", re.S)

@@ -24,7 +24,7 @@ from autograder import hidden
 from autograder.frontends import publish
 from autograder.course import registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
 KEY_VARIABLE = "AUTOGRADER_TEST_BUNDLE_KEY"
 BEGIN_END = (("BEGIN SOLUTION", "END SOLUTION"), ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))

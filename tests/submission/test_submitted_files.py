@@ -17,7 +17,7 @@ from autograder.frontends.batch import discover
 from autograder.report import class_outputs as outputs
 from autograder.errors import UnusableInput
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NB = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 

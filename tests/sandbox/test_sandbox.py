@@ -23,7 +23,7 @@ import pytest
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import seccomp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = next(p for p in (ROOT / "assignments/01_linear_models/linear_models.ipynb",
                             ROOT / "solutions/01_linear_models/linear_models.ipynb") if p.is_file())
 

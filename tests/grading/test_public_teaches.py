@@ -15,7 +15,7 @@ import pytest
 from autograder.course import hints
 from autograder.grading import public
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "implementations"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "implementations"
 FIRST_EIGHT = ("softmax", "cross_entropy", "dropout", "corr2d", "clip_grad", "adam_step", "self_attention",
                "q_learning_update")
 #: Mistakes the public check must catch by name (the most common ones students make).
