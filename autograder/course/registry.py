@@ -176,7 +176,7 @@ _CONVOLUTIONS: tuple[Forbidden, ...] = (
     ),
 )
 
-#: The optimizers' library routines (EXERCISES.md §17-19 forbid the same three in each).
+#: The optimizers' library routines (docs/exercises.md §17-19 forbid the same three in each).
 _OPTIMIZERS_FORBIDDEN = (
     _F(
         "torch.optim.SGD",
@@ -699,7 +699,7 @@ EXERCISES: tuple[Exercise, ...] = (
 )
 
 
-# The routines of torch's own recurrent layers, forbidden in both gated cells (EXERCISES.md §13-14).
+# The routines of torch's own recurrent layers, forbidden in both gated cells (docs/exercises.md §13-14).
 _RNN_ROUTINES = ("gru", "lstm", "gru_cell", "lstm_cell", "rnn_tanh", "rnn_relu", "rnn_tanh_cell", "rnn_relu_cell")
 _FORBIDDEN_RNN = (
     _F("torch.nn.GRU", ("torch.nn.modules.rnn.GRU",)),

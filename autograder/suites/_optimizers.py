@@ -1,5 +1,5 @@
 """What the hidden suites of the optimizer steps with one state tensor per parameter share
-(``sgd_momentum_step``, ``adagrad_step``, ``rmsprop_step``: EXERCISES.md §17-19).
+(``sgd_momentum_step``, ``adagrad_step``, ``rmsprop_step``: docs/exercises.md §17-19).
 
 They are called as ``adam_step`` is, through the ``optimizer_state`` harness (see
 ``autograder/worker/harness.py``): leaf parameters with ``requires_grad=True``, one zero state like

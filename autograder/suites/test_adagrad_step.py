@@ -1,4 +1,4 @@
-"""Hidden tests of ``adagrad_step(params, states, lr, eps=1e-10)`` (EXERCISES.md §18): one Adagrad
+"""Hidden tests of ``adagrad_step(params, states, lr, eps=1e-10)`` (docs/exercises.md §18): one Adagrad
 step as ``torch.optim.Adagrad(params, lr, eps=eps)`` takes it, in place on the parameters and the
 sums of squared gradients, without autograd history.
 

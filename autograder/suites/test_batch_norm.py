@@ -1,5 +1,5 @@
 """Hidden tests of ``batch_norm(X, gamma, beta, running_mean, running_var, training, momentum=0.1,
-eps=1e-5)`` (EXERCISES.md §11): per-channel normalisation of ``X`` (n, c) or (n, c, h, w) with the
+eps=1e-5)`` (docs/exercises.md §11): per-channel normalisation of ``X`` (n, c) or (n, c, h, w) with the
 batch mean and biased variance in training mode (updating the running statistics in place with the
 unbiased variance, without autograd history), with the running statistics in evaluation mode
 (leaving them unchanged); returns gamma X_hat + beta, differentiable with respect to X, gamma, beta.

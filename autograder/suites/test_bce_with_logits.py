@@ -1,4 +1,4 @@
-"""Hidden tests of ``bce_with_logits(z, y)`` (EXERCISES.md §16): the per-element binary
+"""Hidden tests of ``bce_with_logits(z, y)`` (docs/exercises.md §16): the per-element binary
 cross-entropy of logits, stable and exact for |z| up to 1e4, differentiable with respect to z.
 
 Ordinary logits (|z| of a few units) are where every correct formula agrees, so the value and

@@ -1,4 +1,4 @@
-"""Hidden tests of ``conv2d(X, K, b=None, stride=1, padding=0)`` (EXERCISES.md §9): the
+"""Hidden tests of ``conv2d(X, K, b=None, stride=1, padding=0)`` (docs/exercises.md §9): the
 multi-channel cross-correlation of ``X`` (n, c_in, h, w) with ``K`` (c_out, c_in, kh, kw), summed
 over input channels, plus ``b[o]``, with zero padding and a stride; output (n, c_out, h_out, w_out)
 with h_out = (h + 2 padding - kh) // stride + 1. Differentiable with respect to X, K and b."""

@@ -1,4 +1,4 @@
-"""Hidden tests of ``gru_cell(x, h, params)`` (EXERCISES.md §13): one step of d2l's GRU, graded on
+"""Hidden tests of ``gru_cell(x, h, params)`` (docs/exercises.md §13): one step of d2l's GRU, graded on
 single steps and on a sequence that the grader unrolls through the student's cell, with
 backpropagation through time (the ``recurrent_cell`` harness, see ``_recurrent.py``).
 

@@ -1,4 +1,4 @@
-"""Hidden tests of ``layer_norm(X, gamma, beta, eps=1e-5)`` (EXERCISES.md §12): normalise every
+"""Hidden tests of ``layer_norm(X, gamma, beta, eps=1e-5)`` (docs/exercises.md §12): normalise every
 position over the **last** dimension with the biased variance, ``gamma * (X - mu) / sqrt(var + eps)
 + beta``, like ``torch.nn.functional.layer_norm(X, (d,), gamma, beta, eps)``.
 

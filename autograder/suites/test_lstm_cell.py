@@ -1,4 +1,4 @@
-"""Hidden tests of ``lstm_cell(x, state, params)`` (EXERCISES.md §14): one step of d2l's LSTM,
+"""Hidden tests of ``lstm_cell(x, state, params)`` (docs/exercises.md §14): one step of d2l's LSTM,
 returning ``(h', c')``, graded on single steps and on a sequence that the grader unrolls through the
 student's cell, with backpropagation through time (the ``recurrent_cell`` harness, see
 ``_recurrent.py``).

@@ -1,5 +1,5 @@
 """Hidden tests of ``multi_head_attention(X, W_q, W_k, W_v, W_o, num_heads, mask=None)``
-(EXERCISES.md §20): project, split the last dimension into ``num_heads`` heads of ``d_h = d_model //
+(docs/exercises.md §20): project, split the last dimension into ``num_heads`` heads of ``d_h = d_model //
 num_heads`` columns (head i = columns i*d_h:(i+1)*d_h), scaled dot-product attention per head
 (scale 1/sqrt(d_h)) with the mask broadcast over heads, heads concatenated in order, times ``W_o``.
 

@@ -1,4 +1,4 @@
-"""Hidden tests of ``pool2d(X, kernel_size, stride=None, padding=0, mode="max")`` (EXERCISES.md §10):
+"""Hidden tests of ``pool2d(X, kernel_size, stride=None, padding=0, mode="max")`` (docs/exercises.md §10):
 max or average pooling of ``X`` (n, c, h, w) over kernel_size x kernel_size windows taken every
 ``stride`` positions (default: kernel_size), padding -inf for max and counted zeros for avg,
 output size as for conv2d. Differentiable with respect to X (ties are never drawn: inputs are

@@ -1,8 +1,8 @@
 """Hidden tests of ``q_learning_update(Q, s, a, r, s_next, done, alpha, gamma)`` (docs/exercises.md §8):
 one tabular Q-learning update of ``Q[s, a]``, in place, returning the TD error.
 
-Single updates run through the ``q_update`` harness; ``test_training`` runs the grader's
-epsilon-greedy loop on FrozenLake in the worker (the ``q_train`` harness), then checks here every
+Single updates use the exercise's ``TableUpdate`` convention; ``test_training`` runs the grader's
+epsilon-greedy loop on FrozenLake in the worker (its ``EpisodeLoop`` convention), then checks here every
 returned transition against the grader's own copy of the environment, replays the transitions
 through the reference update from a zero table, and follows the greedy policy of the learned table.
 

@@ -1,4 +1,4 @@
-"""Hidden tests of ``replace_classifier(model, num_classes)`` (EXERCISES.md §15): a torchvision VGG
+"""Hidden tests of ``replace_classifier(model, num_classes)`` (docs/exercises.md §15): a torchvision VGG
 frozen, its last classifier Linear replaced by a new trainable ``Linear(in_features, num_classes)``,
 the same model returned.
 

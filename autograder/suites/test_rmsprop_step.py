@@ -1,4 +1,4 @@
-"""Hidden tests of ``rmsprop_step(params, states, lr, alpha=0.99, eps=1e-8)`` (EXERCISES.md §19): one
+"""Hidden tests of ``rmsprop_step(params, states, lr, alpha=0.99, eps=1e-8)`` (docs/exercises.md §19): one
 RMSProp step as ``torch.optim.RMSprop(params, lr, alpha, eps)`` takes it, in place on the parameters
 and the leaky averages of squared gradients, without autograd history.
 

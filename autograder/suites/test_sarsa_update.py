@@ -1,4 +1,4 @@
-"""Hidden tests of ``sarsa_update(Q, s, a, r, s_next, a_next, done, alpha, gamma)`` (EXERCISES.md
+"""Hidden tests of ``sarsa_update(Q, s, a, r, s_next, a_next, done, alpha, gamma)`` (docs/exercises.md
 §21): one tabular SARSA update of ``Q[s, a]``, in place, returning the TD error, with the on-policy
 target ``r + gamma * Q[s_next, a_next]`` (``r`` alone when done).
 

@@ -1,4 +1,4 @@
-"""Hidden tests of ``sgd_momentum_step(params, velocities, lr, momentum)`` (EXERCISES.md §17): one
+"""Hidden tests of ``sgd_momentum_step(params, velocities, lr, momentum)`` (docs/exercises.md §17): one
 step of SGD with momentum as ``torch.optim.SGD(params, lr, momentum)`` takes it, in place on the
 parameters and velocities, without autograd history.
 

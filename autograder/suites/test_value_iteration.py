@@ -1,4 +1,4 @@
-"""Hidden tests of ``value_iteration(P, R, gamma, tol=1e-8)`` (EXERCISES.md §22): iterate
+"""Hidden tests of ``value_iteration(P, R, gamma, tol=1e-8)`` (docs/exercises.md §22): iterate
 ``V <- max_a (R + gamma P V)`` until the largest change is below ``tol``; return ``(V, policy)``, the
 greedy policy as int64 actions with ties broken towards the lowest action index.
 

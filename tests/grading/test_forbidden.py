@@ -150,7 +150,7 @@ def static_calls(code: str | list[str], exercise: str) -> set[str]:
 
 SIGNATURES = {e.name: e.signature for e in EXERCISES}
 
-#: The optimizers of EXERCISES.md §17-19 forbid the same three routines.
+#: The optimizers of docs/exercises.md §17-19 forbid the same three routines.
 OPTIM_USAGE = {
     "torch.optim.SGD": "{f}(params, lr=lr, momentum=0.9).step()",
     "torch.optim.Adagrad": "{f}(params, lr=lr).step()",
