@@ -24,7 +24,7 @@ from autograder.grading import engine
 from autograder.grading.suite_server import SuiteServer
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.session import Cell, StudentSession
-from autograder.submission.static_scan import scan
+from autograder.submission.scan import scan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "implementations"
 EXERCISES = [e for exercises in registry.assignments().values() for e in exercises]

@@ -110,7 +110,7 @@ def _static_findings(exercise: registry.Exercise, extracted: nbio.Extracted, not
     """Forbidden calls in the exercise's graded code. Tampering with the recorders counts against
     the exercise only inside its graded code (the function and the helpers it reaches); elsewhere
     it cannot change a verdict made here, so it is noted for review and costs nothing."""
-    from autograder.submission.static_scan import TAMPERING, scan
+    from autograder.submission.scan import TAMPERING, scan
 
     spans = nbio.graded_spans(extracted, exercise.name)
     out = []

@@ -28,7 +28,7 @@ from autograder.grading import forbidden as fb
 from autograder.course.conventions import Function, GradsInPlace, OptimizerState
 from autograder.course.registry import BY_NAME, EXERCISES
 from autograder.grading import public
-from autograder.submission.static_scan import DYNAMIC_ATTRIBUTE, DYNAMIC_CODE, DYNAMIC_IMPORT, TAMPERING, scan
+from autograder.submission.scan import DYNAMIC_ATTRIBUTE, DYNAMIC_CODE, DYNAMIC_IMPORT, TAMPERING, scan
 from autograder.worker.recorders import Recorder, routine_of
 from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack

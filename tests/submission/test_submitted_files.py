@@ -139,7 +139,7 @@ def test_static_scan_is_bounded(tmp_path: Path) -> None:
     import time
 
     from autograder.course import registry
-    from autograder.submission.static_scan import TOO_COMPLEX, scan
+    from autograder.submission.scan import TOO_COMPLEX, scan
 
     rebinds = "\n".join(f"if c{i}:\n    f{i} = f\n    f = f{i}" for i in range(4000))
     code = f"import torch\nf = torch.exp\n{rebinds}\ndef softmax(X):\n    return f(X) / f(X).sum(-1, keepdim=True)\n"
