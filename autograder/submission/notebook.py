@@ -72,6 +72,8 @@ def parse(raw: bytes, path: str) -> nbformat.NotebookNode:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise UnusableInput(f"{path}: not a notebook (the file is not JSON)") from None
+    except ValueError:  # valid JSON past what Python reads, e.g. an integer of more than 4,300 digits
+        raise UnusableInput(f"{path}: not a notebook (the JSON holds a number too long to read)") from None
     if not isinstance(data, dict) or "cells" not in data or not isinstance(data.get("cells"), list):
         raise UnusableInput(f"{path}: not a notebook (JSON without a list of cells)")
     if len(data["cells"]) > MAX_CELLS:  # before nbformat validates them one by one

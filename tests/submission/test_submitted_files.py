@@ -135,6 +135,18 @@ def test_input_limits_and_parse_bombs_are_the_students_problems(tmp_path: Path) 
     assert "not run" in " ".join(extracted.problems)
 
 
+@pytest.mark.parametrize("json_bomb, reason", [
+    ('{"cells": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "not JSON"),
+    ('{"cells": [], "x": 1' + "0" * 100_000 + "}", "a number too long"),
+    (b'{"cells": []}\xff'.decode("latin-1"), "not JSON"),
+], ids=["nested past the parser's recursion", "an integer of 100 001 digits", "not UTF-8"])
+def test_json_bombs_are_unusable_input_not_grader_errors(json_bomb: str, reason: str) -> None:
+    from autograder.submission import notebook as nbio
+
+    with pytest.raises(UnusableInput, match=reason):
+        nbio.load(nbio.Submitted("linear_models.ipynb", json_bomb.encode("latin-1")))
+
+
 def test_static_scan_is_bounded(tmp_path: Path) -> None:
     import time
 
