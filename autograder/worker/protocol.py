@@ -116,7 +116,7 @@ def read_frame(
         budget.take(n_head)
     try:
         header = json.loads(_read_exact(stream, n_head))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, MemoryError) as exc:
+    except (ValueError, RecursionError, MemoryError) as exc:  # JSON and UTF-8 errors, and integers too long to read
         raise ProtocolError(f"header is not JSON ({exc.__class__.__name__})") from None
     if not isinstance(header, dict):
         raise ProtocolError("header is not a JSON object")
@@ -147,7 +147,7 @@ def parse_safetensors(buffer: bytearray) -> dict[str, torch.Tensor]:
         raise ProtocolError("payload is not safetensors (header size)")
     try:
         meta = json.loads(bytes(buffer[8:8 + n]))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, MemoryError):
+    except (ValueError, RecursionError, MemoryError):
         raise ProtocolError("payload is not safetensors (header is not JSON)") from None
     if not isinstance(meta, dict) or len(meta) > MAX_ITEMS + 1:
         raise ProtocolError("payload is not safetensors (header)")

@@ -44,6 +44,13 @@ def test_oversized_frames_are_refused_before_reading() -> None:
     deep = protocol.MAGIC + struct.pack("<I", 200_000) + b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(protocol.ProtocolError, match="not JSON"):
         protocol.read_frame(io.BytesIO(deep + struct.pack("<Q", 0)))
+    long_number = b'{"id": 1' + b"0" * 10_000 + b"}"  # JSON, but past the 4,300 digits Python reads
+    with pytest.raises(protocol.ProtocolError, match="not JSON"):
+        protocol.read_frame(io.BytesIO(protocol.MAGIC + struct.pack("<I", len(long_number)) + long_number
+                                       + struct.pack("<Q", 0)))
+    with pytest.raises(protocol.ProtocolError, match="not safetensors"):
+        meta = b'{"t0": 1' + b"0" * 10_000 + b"}"
+        protocol.parse_safetensors(bytearray(struct.pack("<Q", len(meta)) + meta))
 
 
 def test_payload_is_parsed_in_place_and_checked() -> None:
