@@ -11,10 +11,13 @@ plain Python that the worker's ``get_ipython()`` stub ignores.
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import nbformat
 
@@ -125,13 +128,24 @@ def identify(nb: nbformat.NotebookNode, path: str | Path | Submitted, assignment
 
 
 def trusted_notebook(assignment: str) -> nbformat.NotebookNode | None:
-    """The grader's own copy of the released notebook (only its locked cells are used)."""
+    """The grader's own copy of the released notebook (only its locked cells are used): read and
+    validated once per version of the file, a fresh copy for each submission."""
     exercises = registry.assignments()[assignment]
     for folder in (RELEASE_DIR, SOURCE_DIR):
         path = folder / assignment / exercises[0].notebook
-        if path.is_file():
-            return nbformat.read(path, as_version=4)
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if S_ISREG(stat.st_mode):
+            return copy.deepcopy(_read_release(str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _read_release(path: str, mtime_ns: int, size: int, inode: int) -> nbformat.NotebookNode:
+    """One version of a released notebook (the key's stat fields make a changed file a new entry)."""
+    return nbformat.read(path, as_version=4)
 
 
 def _source(cell: dict) -> str:
