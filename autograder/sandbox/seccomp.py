@@ -18,7 +18,12 @@ program is classic BPF, assembled here without libseccomp, for the machine's own
   submissions could not find it or no size limit counts it: System V IPC (``shmget``, ...), POSIX
   message queues (``mq_open``, ...), extended attributes (``setxattr``, ...) fail with ``EPERM``;
 - ``clone3`` fails with ``ENOSYS``, whose flags live in memory a filter cannot read: the C
-  library then falls back to ``clone``, whose flags are checked above.
+  library then falls back to ``clone``, whose flags are checked above;
+- resource limits, priorities and scheduling can be changed for the calling process only
+  (``prlimit64``, ``setpriority``, ``sched_setscheduler``/``setparam``/``setattr``,
+  ``ioprio_set`` on another target fail with ``EPERM``): every process of the sandbox has the same
+  uid, which is all the kernel asks to lower another's limits or priority, and the warm sandbox's
+  PID 1 forks every later submission of its slot, which would inherit them.
 
 Everything else is allowed: the filter removes what a grading worker has no use for, while the
 namespaces, the unprivileged uid and the resource limits remain the boundary (``SECURITY.md``).
@@ -32,6 +37,7 @@ import struct
 
 # seccomp_data: int nr; u32 arch; u64 instruction_pointer; u64 args[6] (little-endian machines).
 _NR, _ARCH, _ARG0_LOW = 0, 4, 16
+_ARG_STRIDE = 8  # args[i]'s low 32 bits at _ARG0_LOW + 8 * i (int and pid_t arguments live there)
 
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
@@ -70,6 +76,19 @@ DENIED = (
     "sched_setaffinity",
 )
 
+PRIO_PROCESS = 0
+IOPRIO_WHO_PROCESS = 1
+
+#: Allowed only when these arguments (index -> value) name the calling process itself, else EPERM.
+SELF_ONLY = {
+    "prlimit64": {0: 0},  # pid 0: glibc's getrlimit / setrlimit
+    "setpriority": {0: PRIO_PROCESS, 1: 0},  # nice(): this process; not a process group, not the uid
+    "sched_setscheduler": {0: 0},
+    "sched_setparam": {0: 0},
+    "sched_setattr": {0: 0},
+    "ioprio_set": {0: IOPRIO_WHO_PROCESS, 1: 0},
+}
+
 _X86_64 = {
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "pidfd_getfd": 438, "kcmp": 312,
     "bpf": 321, "perf_event_open": 298, "init_module": 175, "finit_module": 313, "delete_module": 176,
@@ -86,6 +105,8 @@ _X86_64 = {
     "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244, "mq_getsetattr": 245,
     "bind": 49, "listen": 50, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "setxattrat": 463,
     "sched_setaffinity": 203,
+    "prlimit64": 302, "setpriority": 141, "sched_setscheduler": 144, "sched_setparam": 142, "sched_setattr": 314,
+    "ioprio_set": 251,
 }
 _AARCH64 = {
     "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "pidfd_getfd": 438, "kcmp": 272,
@@ -103,6 +124,8 @@ _AARCH64 = {
     "mq_unlink": 181, "mq_timedsend": 182, "mq_timedreceive": 183, "mq_notify": 184, "mq_getsetattr": 185,
     "bind": 200, "listen": 201, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "setxattrat": 463,
     "sched_setaffinity": 122,
+    "prlimit64": 261, "setpriority": 140, "sched_setscheduler": 119, "sched_setparam": 118, "sched_setattr": 274,
+    "ioprio_set": 30,
 }
 
 #: machine name -> (AUDIT_ARCH_* value, syscall numbers, whether x32 numbers must be refused)
@@ -159,7 +182,15 @@ def program(machine: str | None = None) -> bytes | None:
     for name in DENIED:
         if name in numbers:
             asm.op(_JEQ, numbers[name], "eperm", 0)
+    for name in SELF_ONLY:
+        asm.op(_JEQ, numbers[name], f"self:{name}", 0)
     asm.op(_RET, RET_ALLOW)
+    for name, required in SELF_ONLY.items():
+        asm.label(f"self:{name}")
+        for index, value in required.items():
+            asm.op(_LD_W_ABS, _ARG0_LOW + _ARG_STRIDE * index)
+            asm.op(_JEQ, value, 0, "eperm")
+        asm.op(_RET, RET_ALLOW)
     asm.label("socket")
     asm.op(_LD_W_ABS, _ARG0_LOW)
     asm.op(_JEQ, AF_UNIX, "allow", 0)

@@ -75,6 +75,8 @@ class Zygote:
         if "/" in mounts or "/dev" in mounts:
             raise RuntimeError(f"refusing to serve: the sandbox's {'/' if '/' in mounts else '/dev'} is writable")
         self.writable = {root: stat.S_IMODE(os.stat(root).st_mode) for root in mounts}
+        # What every forked worker inherits from PID 1: checked unchanged at every reset.
+        self.settings = own_settings()
 
     # ----------------------------------------------------------------------------- start-up
     def warm(self) -> dict[str, Any]:
@@ -272,11 +274,23 @@ class Zygote:
                 return {"ok": False, "error": f"processes survived: {left[:10]}"}
             time.sleep(0.002)
         problems = [p for root, mode in self.writable.items() for p in _empty(root, mode)] + _remove_ipc()
+        changed = sorted(k for k, v in own_settings().items() if self.settings.get(k) != v)
+        if changed:  # the filter forbids it; if it happened anyway, no later worker may inherit it
+            problems.append(f"PID 1's {', '.join(changed)} changed")
         os.chdir(TMP)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process of the sandbox we reaped
         return {"ok": not problems, "error": "; ".join(problems)[:500], "cpu": usage.ru_utime + usage.ru_stime,
                 "children_cpu": children.ru_utime + children.ru_stime}
+
+
+def own_settings() -> dict[str, Any]:
+    """This process's resource limits, priority and scheduling policy: what a fork inherits."""
+    settings: dict[str, Any] = {name: resource.getrlimit(getattr(resource, name))
+                                for name in dir(resource) if name.startswith("RLIMIT_")}
+    settings["priority"] = os.getpriority(os.PRIO_PROCESS, 0)
+    settings["scheduler"] = os.sched_getscheduler(0)
+    return settings
 
 
 def writable_mounts() -> list[str]:

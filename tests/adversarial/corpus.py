@@ -173,6 +173,7 @@ EXPECTED: dict[str, Expect] = {
     "background_processes": Expect("softmax", notebook_error=True, evidence=("DAEMON: started",)),
     "forbidden_syscalls": Expect("softmax", notebook_error=True, evidence=("ESCAPE: all denied",)),
     "slot_state_left_behind": Expect("softmax", notebook_error=True, evidence=("LEFT: blocked shm,mqueue,bind,xattr",)),
+    "lower_pid1_limits": Expect("softmax", notebook_error=True, evidence=("PID1: all denied",)),
     # --- hidden inputs leaking out ------------------------------------------------------------
     "hidden_input_leak": Expect("softmax", absent=("HIDDENLEAK",)),
     # --- tampering with the notebook ------------------------------------------------------------

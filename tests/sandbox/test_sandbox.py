@@ -75,6 +75,28 @@ def test_seccomp_program_denies_what_student_code_never_needs(machine):
     assert run_bpf(program, 0, other) == seccomp.RET_KILL_PROCESS
 
 
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_seccomp_limits_and_priorities_of_the_caller_only(machine):
+    """Another process of the sandbox (the warm sandbox's PID 1, which forks every later submission)
+    has the same uid: lowering its limits or priority must fail."""
+    arch, numbers, _ = seccomp.ARCHITECTURES[machine]
+    program = seccomp.program(machine)
+    eperm = seccomp.RET_ERRNO | errno.EPERM
+    calls = {  # name: (arguments on itself, arguments on another target)
+        "prlimit64": [((0, 9), (1, 9)), ((0, 7), (12345, 7))],
+        "setpriority": [((0, 0, 19), (0, 1, 19)), ((0, 0, 19), (2, 0, 19)), ((0, 0, 19), (1, 0, 19))],
+        "sched_setscheduler": [((0, 5), (1, 5))],
+        "sched_setparam": [((0,), (1,))],
+        "sched_setattr": [((0,), (1,))],
+        "ioprio_set": [((1, 0, 7), (1, 1, 7)), ((1, 0, 7), (3, 0, 7))],  # IOPRIO_WHO_USER, uid 0 = own uid
+    }
+    assert set(calls) == set(seccomp.SELF_ONLY)
+    for name, pairs in calls.items():
+        for itself, other in pairs:
+            assert run_bpf(program, numbers[name], arch, itself) == seccomp.RET_ALLOW, (name, itself)
+            assert run_bpf(program, numbers[name], arch, other) == eperm, (name, other)
+
+
 def test_seccomp_refuses_x32_system_calls():
     arch = seccomp.ARCHITECTURES["x86_64"][0]
     program = seccomp.program("x86_64")
