@@ -39,6 +39,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from autograder.report import class_outputs as outputs  # noqa: E402
+from autograder.report.records import RecordStatus  # noqa: E402
 from bench import submissions  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -173,13 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     before = load()
     wall, peak, code = timed([str(PYTHON), "-m", "autograder", "grade-batch", str(course), "--report", str(report),
                               "--workers", str(args.workers), "--first-slot", str(args.first_slot)], REPO, log)
-    records = [json.loads(p.read_text()) for p in (report / "submissions").glob("*.json")]
-    graded = [r for r in records if r["status"] == "graded"]
+    graded = [r for r in outputs.read_all(report).values() if r.status == RecordStatus.GRADED]
     if code != 0 or len(graded) != len(made):
         print(f"grade-batch failed (exit {code}, {len(graded)}/{len(made)} graded): see {log}")
         return 1
-    cpu_grader = sum(r["cpu"]["grader"] for r in graded) / len(graded)
-    cpu_sandbox = sum(r["cpu"]["sandbox"] for r in graded) / len(graded)
+    cpu_grader = sum(r.cpu["grader"] for r in graded) / len(graded)
+    cpu_sandbox = sum(r.cpu["sandbox"] for r in graded) / len(graded)
     figures["grade-batch"] = {"wall_s": wall, "peak_bytes": peak, "load_before": before,
                               "cpu_per_notebook_s": {"grader": round(cpu_grader, 3), "sandbox": round(cpu_sandbox, 3)},
                               "workers": args.workers}

@@ -341,7 +341,7 @@ def apply_result(nb: NotebookNode, resources: ResourcesDict, result: Any, *, unu
     info = resources["nbgrader"]
     data = result.to_json()
     by_cell = {registry.TEST_PREFIX + e["name"]: e for e in data["exercises"]}
-    found = flagging.for_failure("unusable", unusable) if unusable else flagging.from_result(data)
+    found = flagging.for_failure("unusable", unusable) if unusable else flagging.from_result(result)
     resources[RESULTS_KEY] = {
         "result": data,
         "scores": {cell: {"score": float(e["score"]), "max_score": float(e["max_score"])}

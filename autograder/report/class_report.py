@@ -24,7 +24,8 @@ from typing import Any
 
 from autograder.course import registry
 from autograder.report import flags as flagging
-from autograder.report.results import STATUSES
+from autograder.report.records import BatchRecord, Lateness, RecordStatus
+from autograder.report.results import STATUSES, ExerciseResult, NotebookResult, Status, TestResult
 
 TOP_TESTS = 15
 MESSAGES_PER_TEST = 3
@@ -103,49 +104,47 @@ def _fold(message: str) -> str:
     return _NUMBER.sub("#", first)[:300]
 
 
-def _who(record: dict[str, Any]) -> str:
-    return str(record.get("student") or record.get("key", "?"))
+def _who(record: BatchRecord) -> str:
+    return record.student or record.key
 
 
-def _link(record: dict[str, Any], text: str) -> str:
-    target = record.get("_file")
+def _link(record: BatchRecord, text: str) -> str:
+    target = record.file_name
     return f'<a href="submissions/{_esc(target)}">{_esc(text)}</a>' if target else _esc(text)
 
 
-def _flags(record: dict[str, Any]) -> list[flagging.Flag]:
-    if record.get("status") == "graded" and record.get("result"):
-        return flagging.from_result(record["result"])
-    return flagging.for_failure(str(record.get("status")), str(record.get("message", "")))
+def _flags(record: BatchRecord) -> list[flagging.Flag]:
+    if record.graded is not None:
+        return flagging.from_result(record.graded)
+    return flagging.for_failure(record.status.value, record.message)
 
 
-def _late(record: dict[str, Any]) -> tuple[str, float]:
-    late = record.get("late") or {}
-    seconds = float(late.get("seconds") or 0)
-    if seconds <= 0:
+def _late(record: BatchRecord) -> tuple[str, float]:
+    late = record.late or Lateness()
+    if late.seconds <= 0:
         return "", 0.0
-    penalty = late.get("penalty")
-    return f"{seconds / 86400:.1f} days" + (f" (−{_points(penalty)})" if penalty else ""), seconds
+    return f"{late.seconds / 86400:.1f} days" + (f" (−{_points(late.penalty)})" if late.penalty else ""), late.seconds
 
 
-def _students_table(assignment: str, group: list[dict[str, Any]]) -> str:
+def _students_table(assignment: str, group: list[BatchRecord]) -> str:
     names = [e.name for e in registry.assignments().get(assignment, [])]
     for record in group:
-        for exercise in (record.get("result") or {}).get("exercises", []):
-            if exercise["name"] not in names:
-                names.append(exercise["name"])
+        for exercise in record.result.exercises if record.result is not None else []:
+            if exercise.name not in names:
+                names.append(exercise.name)
     head = "".join(f"<th>{_esc(n)}</th>" for n in ["student", "total", *names, "status", "late"])
     rows = []
     for record in sorted(group, key=_who):
-        result = record.get("result") if record.get("status") == "graded" else None
-        scores = {e["name"]: e for e in (result or {}).get("exercises", [])}
+        result = record.graded
+        scores = {e.name: e for e in (result.exercises if result is not None else [])}
         cells = [f"<td>{_link(record, _who(record))}</td>"]
-        if result:
-            cells.append(f'<td class=n data-v="{result["score"]}">{_points(result["score"])} / {_points(result["max_score"])}</td>')
+        if result is not None:
+            cells.append(f'<td class=n data-v="{result.score}">{_points(result.score)} / {_points(result.max_score)}</td>')
         else:
             cells.append('<td class=n data-v="-1">—</td>')
         for name in names:
             exercise = scores.get(name)
-            cells.append(f'<td class=n data-v="{exercise["score"]}">{_points(exercise["score"])}</td>' if exercise
+            cells.append(f'<td class=n data-v="{exercise.score}">{_points(exercise.score)}</td>' if exercise
                          else '<td class=n data-v="-1">—</td>')
         status = flagging.summary((f.kind, f.exercise) for f in _flags(record))
         cells.append(f"<td class=flag>{_esc(status)}</td>" if status else "<td>graded</td>")
@@ -155,12 +154,12 @@ def _students_table(assignment: str, group: list[dict[str, Any]]) -> str:
     return f'<table class=sortable><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-def _attention(records: list[dict[str, Any]]) -> list[str]:
+def _attention(records: list[BatchRecord]) -> list[str]:
     """Who needs a look, by kind of flag, with names and reasons."""
     titles = {flagging.FORBIDDEN: "Forbidden calls", flagging.FOR_REVIEW: "For review (tampering noted, no points lost)",
               flagging.TIMED_OUT: "Timed out", flagging.GRADER_ERROR: "Grader errors (not the students' fault)",
               flagging.UNUSABLE: "Unusable submissions (not graded)"}
-    by_kind: dict[str, list[tuple[dict[str, Any], flagging.Flag]]] = collections.defaultdict(list)
+    by_kind: dict[str, list[tuple[BatchRecord, flagging.Flag]]] = collections.defaultdict(list)
     for record in records:
         for flag in _flags(record):
             by_kind[flag.kind].append((record, flag))
@@ -173,31 +172,31 @@ def _attention(records: list[dict[str, Any]]) -> list[str]:
             continue
         parts.append(f"<h3>{_esc(titles[kind])}: {len(found)}</h3><table class=sortable><tr><th>student</th>"
                      "<th>assignment</th><th>exercise</th><th>why</th></tr>")
-        parts += [f"<tr><td>{_link(r, _who(r))}</td><td>{_esc(r.get('assignment') or '')}</td>"
+        parts += [f"<tr><td>{_link(r, _who(r))}</td><td>{_esc(r.assignment or '')}</td>"
                   f"<td>{_esc(f.exercise or '')}</td><td><pre>{_esc(f.reason[:600])}</pre></td></tr>" for r, f in found]
         parts.append("</table>")
     return parts
 
 
-def _hang(test: dict[str, Any]) -> bool:
-    return str(test.get("message", "")).startswith(("timed out", "crashed"))
+def _hang(test: TestResult) -> bool:
+    return test.message.startswith(("timed out", "crashed"))
 
 
-def render(records: list[dict[str, Any]], *, title: str = "Class report", note: str = "") -> str:
-    graded = [r for r in records if r.get("status") == "graded" and r.get("result")]
-    others = [r for r in records if r not in graded]
-    by_assignment: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    everyone: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    for record in graded:
-        by_assignment[record["result"].get("assignment") or "?"].append(record)
+def render(records: list[BatchRecord], *, title: str = "Class report", note: str = "") -> str:
+    graded = [r.graded for r in records if r.graded is not None]
+    others = [r for r in records if r.graded is None]
+    by_assignment: dict[str, list[NotebookResult]] = collections.defaultdict(list)
+    everyone: dict[str, list[BatchRecord]] = collections.defaultdict(list)
+    for result in graded:
+        by_assignment[result.assignment or "?"].append(result)
     for record in records:
-        everyone[(record.get("result") or {}).get("assignment") or record.get("assignment") or "?"].append(record)
+        everyone[(record.result.assignment if record.result is not None else "") or record.assignment or "?"].append(record)
     order = {a: i for i, a in enumerate(registry.assignments())}
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{_esc(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>",
              f"<p>{len(records)} submissions: {len(graded)} graded, "
-             f"{sum(r.get('status') == 'unusable' for r in others)} unusable, "
-             f"{sum(r.get('status') not in ('unusable',) for r in others)} not graded (grader errors)."
+             f"{sum(r.status == RecordStatus.UNUSABLE for r in others)} unusable, "
+             f"{sum(r.status != RecordStatus.UNUSABLE for r in others)} not graded (grader errors)."
              f"{(' ' + _esc(note)) if note else ''}</p>"]
 
     for assignment in sorted(everyone, key=lambda a: (order.get(a, len(order)), a)):
@@ -206,22 +205,22 @@ def render(records: list[dict[str, Any]], *, title: str = "Class report", note: 
         parts.append(_students_table(assignment, everyone[assignment]))
         if not group:
             continue
-        totals = [r["result"]["score"] for r in group]
-        max_total = max(r["result"]["max_score"] for r in group)
+        totals = [result.score for result in group]
+        max_total = max(result.max_score for result in group)
         parts.append(f"<p>{len(group)} graded submissions; total: mean "
                      f"{statistics.fmean(totals):.2f}, median {_points(statistics.median(totals))} "
                      f"of {_points(max_total)}.</p>")
-        exercises: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-        for record in group:
-            for exercise in record["result"]["exercises"]:
-                exercises[exercise["name"]].append(exercise)
+        exercises: dict[str, list[ExerciseResult]] = collections.defaultdict(list)
+        for result in group:
+            for exercise in result.exercises:
+                exercises[exercise.name].append(exercise)
         figures = [_figure(totals, max_total, f"{assignment}: total")]
         rows = []
         for name, results in exercises.items():
-            scores = [e["score"] for e in results]
-            top = max(e["max_score"] for e in results)
+            scores = [e.score for e in results]
+            top = max(e.max_score for e in results)
             figures.append(_figure(scores, top, name))
-            statuses = collections.Counter(e["status"] for e in results)
+            statuses = collections.Counter(e.status.value for e in results)
             rows.append("<tr>" + "".join([
                 f"<td>{_esc(name)}</td>", f"<td class=n>{len(results)}</td>",
                 f"<td class=n>{statistics.fmean(scores):.2f}</td>", f"<td class=n>{_points(statistics.median(scores))}</td>",
@@ -238,24 +237,24 @@ def render(records: list[dict[str, Any]], *, title: str = "Class report", note: 
     failures: dict[tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
     examples: dict[tuple[str, str, str], str] = {}
     attempts: collections.Counter = collections.Counter()
-    for record in graded:
-        for exercise in record["result"]["exercises"]:
-            if exercise["status"] == "not_attempted":
+    for result in graded:
+        for exercise in result.exercises:
+            if exercise.status == Status.NOT_ATTEMPTED:
                 continue  # counted in the exercise tables; a stub fails every test for one reason
             hung = False
-            for test in exercise["tests"]:
-                if not test["passed"] and _hang(test):
+            for test in exercise.tests:
+                if not test.passed and _hang(test):
                     if hung:
                         continue  # one hang or crash takes down the tests after it: counted once
                     hung = True
-                    key = (exercise["name"], "(timed out or crashed)")
+                    key = (exercise.name, "(timed out or crashed)")
                 else:
-                    key = (exercise["name"], test["name"])
+                    key = (exercise.name, test.name)
                 attempts[key] += 1
-                if not test["passed"]:
-                    folded = _fold(test.get("message", ""))
+                if not test.passed:
+                    folded = _fold(test.message)
                     failures[key][folded] += 1
-                    examples.setdefault((*key, folded), test.get("message", "").strip()[:600])
+                    examples.setdefault((*key, folded), test.message.strip()[:600])
     ranked = sorted(failures.items(), key=lambda item: (-sum(item[1].values()), item[0]))[:TOP_TESTS]
     parts.append("<h2>Most frequent failing tests</h2><p>Among attempted exercises (not counting untouched stubs); "
                  "an exercise that hung or crashed counts once.</p>")
@@ -274,6 +273,6 @@ def render(records: list[dict[str, Any]], *, title: str = "Class report", note: 
     return "".join(parts)
 
 
-def write(path: Path, records: list[dict[str, Any]], **kwargs: Any) -> Path:
+def write(path: Path, records: list[BatchRecord], **kwargs: Any) -> Path:
     path.write_text(render(records, **kwargs), encoding="utf-8")
     return path

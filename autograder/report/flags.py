@@ -18,7 +18,9 @@ notebook flagged. The export reads the flags back from those comments.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
+
+from autograder.report.results import NotebookResult
 
 COMMENT_PREFIX = "[autograder] "
 UNUSABLE, GRADER_ERROR, FORBIDDEN, FOR_REVIEW, TIMED_OUT = "unusable", "grader error", "forbidden", "for review", "timed out"
@@ -41,16 +43,15 @@ class Flag:
         return f"{COMMENT_PREFIX}{self.kind}{where}: {self.reason}"
 
 
-def from_result(result: dict[str, Any]) -> list[Flag]:
-    """The flags of a graded notebook (``NotebookResult.to_json()``)."""
+def from_result(result: NotebookResult) -> list[Flag]:
+    """The flags of a graded notebook."""
     flags = []
-    for exercise in result.get("exercises", []):
-        kind = BY_STATUS.get(exercise.get("status"))
+    for exercise in result.exercises:
+        kind = BY_STATUS.get(exercise.status)
         if kind:
-            reason = exercise.get("message") or next(
-                (t.get("message", "") for t in exercise.get("tests", []) if not t.get("passed")), "")
-            flags.append(Flag(kind, exercise["name"], reason or kind))
-    for note in result.get("errors", []):
+            reason = exercise.message or next((t.message for t in exercise.tests if not t.passed), "")
+            flags.append(Flag(kind, exercise.name, reason or kind))
+    for note in result.errors:
         if str(note).startswith(REVIEW_NOTE):
             flags.append(Flag(FOR_REVIEW, None, str(note)[len(REVIEW_NOTE):].strip()))
     return flags

@@ -458,13 +458,11 @@ class _BatchGrader:
         self.grader = SlotGrader(slot)
 
     def grade(self, path: str, seed: int):
-        from autograder.report.results import NotebookResult
-
         out = self.grader.grade({"key": path, "name": Path(path).name, "path": path, "assignment": None,
                                  "seed": seed, "device": "cpu"})
-        if out["status"] != "graded":
-            raise RuntimeError(f"{out['status']}: {out['message']}")
-        return NotebookResult.from_json(out["result"])
+        if out.status != "graded" or out.result is None:
+            raise RuntimeError(f"{out.status}: {out.message}")
+        return out.result
 
     def close(self) -> None:
         self.grader.close()

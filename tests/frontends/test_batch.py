@@ -26,6 +26,7 @@ from autograder.sandbox import bubblewrap as sandbox
 from autograder.report import class_report  # noqa: E402
 from autograder.frontends.batch import discover
 from autograder.report import class_outputs as outputs
+from autograder.report.records import BatchRecord
 from bench import submissions as make  # noqa: E402
 
 SLOT = 60
@@ -95,7 +96,7 @@ def test_discover_reads_nbgrader_layout_and_plain_files(tmp_path: Path) -> None:
     assert len(names) == 3 and all(re.fullmatch(r"[A-Za-z0-9._-]+\.json", n) for n in names)
 
 
-def _record(key: str, assignment: str, exercises: list[tuple[str, float, str, list[tuple[str, bool, str]]]]) -> dict:
+def _record(key: str, assignment: str, exercises: list[tuple[str, float, str, list[tuple[str, bool, str]]]]) -> BatchRecord:
     result = {"notebook": "nb.ipynb", "assignment": assignment, "errors": [], "official": True,
               "exercises": [{"name": name, "score": score, "max_score": 10, "status": status, "message": "",
                              "tests": [{"name": t, "passed": ok, "points": 5 if ok else 0, "max_points": 5,
@@ -103,7 +104,8 @@ def _record(key: str, assignment: str, exercises: list[tuple[str, float, str, li
                             for name, score, status, tests in exercises]}
     result["score"] = sum(e["score"] for e in result["exercises"])
     result["max_score"] = 10 * len(exercises)
-    return {"key": key, "student": key.split("/")[0], "notebook": "nb.ipynb", "status": "graded", "result": result}
+    return BatchRecord.from_json({"key": key, "student": key.split("/")[0], "notebook": "nb.ipynb", "status": "graded",
+                                  "result": result})
 
 
 def test_class_report_plots_distributions_ranks_failures_and_escapes(tmp_path: Path) -> None:
@@ -112,7 +114,7 @@ def test_class_report_plots_distributions_ranks_failures_and_escapes(tmp_path: P
         _record("ann/a/nb.ipynb", "01_linear_models", [("softmax", 10, "passed", [("test_values", True, ""), ("test_gradient", True, "")])]),
         _record("bob/a/nb.ipynb", "01_linear_models", [("softmax", 5, "partial", [("test_values", True, ""), ("test_gradient", False, "gradient off by 0.5")])]),
         _record("cy/a/nb.ipynb", "01_linear_models", [("softmax", 5, "partial", [("test_values", True, ""), ("test_gradient", False, "gradient off by 0.25")])]),
-        {"key": f"{hostile}/x.ipynb", "status": "unusable", "message": hostile, "result": None},
+        BatchRecord.from_json({"key": f"{hostile}/x.ipynb", "status": "unusable", "message": hostile, "result": None}),
     ]
     page = class_report.render(records)
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page  # the page's own script is its sorting

@@ -529,7 +529,7 @@ def test_gradebook_scores_are_the_engines(course: Course, assignment: str, stude
 
     cli = course.cli[(student, assignment)]
     assert cli["official"] is True
-    found = flags.from_result(course.graded_result(student, assignment))
+    found = flags.from_result(NotebookResult.from_json(course.graded_result(student, assignment)))
     first = registry.assignments()[assignment][0].name
     flagged = {f.exercise or first for f in found}  # notebook-level flags go to the first exercise
     for exercise in registry.assignments()[assignment]:

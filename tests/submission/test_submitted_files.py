@@ -15,6 +15,7 @@ import pytest
 from autograder import safeio
 from autograder.frontends.batch import discover
 from autograder.report import class_outputs as outputs
+from autograder.report.records import BatchRecord
 from autograder.errors import UnusableInput
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,9 +95,9 @@ def test_csv_cells_cannot_become_formulas(tmp_path: Path) -> None:
     assert safeio.cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
     assert safeio.cell("+1+1") == "'+1+1" and safeio.cell("@SUM(A1)") == "'@SUM(A1)" and safeio.cell("-2+3") == "'-2+3"
     assert safeio.cell("ann\x00\x1b[31m") == "ann  [31m" and safeio.cell(3.5) == 3.5 and safeio.cell("ann") == "ann"
-    record = {"key": "=cmd|'/C calc'!A0/01_linear_models/nb.ipynb", "student": "=cmd|'/C calc'!A0",
-              "assignment": "01_linear_models", "notebook": "@nb.ipynb", "status": "unusable",
-              "message": "+bad", "result": None}
+    record = BatchRecord.from_json({"key": "=cmd|'/C calc'!A0/01_linear_models/nb.ipynb", "student": "=cmd|'/C calc'!A0",
+                                    "assignment": "01_linear_models", "notebook": "@nb.ipynb", "status": "unusable",
+                                    "message": "+bad", "result": None})
     for path in outputs.write_tables(tmp_path, [record]):
         for row in csv.reader(path.open()):
             for value in row:

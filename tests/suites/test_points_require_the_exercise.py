@@ -49,7 +49,7 @@ def test_a_non_implementation_earns_nothing(grader, exercise: str, name: str) ->
     cell["source"] = NON_IMPLEMENTATIONS[exercise][name]  # ...but this one
     out = grader.grade({"key": f"{exercise}-{name}", "name": declared.notebook, "data": json.dumps(nb).encode(),
                         "assignment": assignment, "seed": 12345, "device": "cpu"})
-    assert out["status"] == "graded", out
-    (result,) = [e for e in out["result"]["exercises"] if e["name"] == exercise]
-    passed = [t["name"] for t in result["tests"] if t["passed"]]
-    assert result["score"] == 0 and not passed, f"{exercise} {name!r} earned {result['score']}: {passed}"
+    assert out.status == "graded" and out.result is not None, out
+    (result,) = [e for e in out.result.exercises if e.name == exercise]
+    passed = [t.name for t in result.tests if t.passed]
+    assert result.score == 0 and not passed, f"{exercise} {name!r} earned {result.score}: {passed}"

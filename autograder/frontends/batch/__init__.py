@@ -21,11 +21,13 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from autograder.frontends.batch import discover
 from autograder.report import class_outputs as outputs
+from autograder.report.records import BatchRecord, RecordStatus
 from autograder.errors import SandboxUnavailable, UnusableInput
 from autograder.limits import MAX_NOTEBOOK_BYTES
 from autograder.safeio import read_submitted
@@ -66,22 +68,19 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _record(submission: discover.Submission, out: dict[str, Any], grader: str, device: str) -> dict[str, Any]:
+def _record(submission: discover.Submission, out: BatchRecord, grader: str, device: str) -> BatchRecord:
+    """The grader's ``out``, with where the submission came from and how it was graded."""
     from autograder.frontends import stale
 
-    assignment = (out.get("result") or {}).get("assignment") or submission.assignment
-    return {"key": submission.key, "path": str(submission.path), "student": submission.student,
-            "assignment": assignment,
-            "notebook": submission.notebook, "status": out["status"], "message": out.get("message", ""),
-            "sha256": out.get("sha256", ""), "grader": grader, "device": device, "seed": out.get("seed"),
-            "depends": stale.parts(assignment) if assignment else None,
-            "seconds": out.get("seconds"), "cpu": out.get("cpu"), "slot": out.get("slot"), "result": out.get("result")}
+    assignment = (out.result.assignment if out.result is not None else None) or submission.assignment
+    return replace(out, key=submission.key, path=str(submission.path), student=submission.student,
+                   assignment=assignment, notebook=submission.notebook, grader=grader, device=device,
+                   depends=stale.parts(assignment) if assignment else None)
 
 
-def _up_to_date(record: dict[str, Any] | None, digest: str, grader: str, device: str, seed: int | None) -> bool:
-    return (record is not None and record.get("status") in ("graded", "unusable") and record.get("sha256") == digest
-            and record.get("grader") == grader and record.get("device") == device
-            and (seed is None or record.get("seed") == seed))
+def _up_to_date(record: BatchRecord, digest: str, grader: str, device: str, seed: int | None) -> bool:
+    return (record.status in (RecordStatus.GRADED, RecordStatus.UNUSABLE) and record.sha256 == digest
+            and record.grader == grader and record.device == device and (seed is None or record.seed == seed))
 
 
 def _preload(module: str) -> None:
@@ -126,7 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
     from autograder.frontends import stale
     from autograder.submission.notebook import renamed
 
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, BatchRecord] = {}
     tasks: list[dict[str, Any]] = []
     stale_lines: list[str] = []
     refused = 0  # unusable before grading (unreadable, renamed)
@@ -139,17 +138,18 @@ def run_command(args: argparse.Namespace) -> int:
             if problem:  # as nbgrader autograde and grade refuse it
                 raise UnusableInput(problem)
         except UnusableInput as exc:  # the student's input: recorded, the batch goes on
-            record = _record(submission, {"status": "unusable", "message": str(exc)}, grader, args.device)
+            record = _record(submission, BatchRecord(submission.key, RecordStatus.UNUSABLE, message=str(exc)),
+                             grader, args.device)
             outputs.write_record(path, record)
             records[submission.key] = record
             refused += 1
             continue
         previous = None if args.force else outputs.read_record(path)
-        if _up_to_date(previous, digest, grader, args.device, args.seed):
-            records[submission.key] = previous  # type: ignore[assignment]
+        if previous is not None and _up_to_date(previous, digest, grader, args.device, args.seed):
+            records[submission.key] = previous
             continue
-        if previous is not None and previous.get("status") == "graded" and previous.get("sha256") == digest:
-            what = stale.changed(previous.get("depends"), str(previous.get("assignment")))
+        if previous is not None and previous.status == RecordStatus.GRADED and previous.sha256 == digest:
+            what = stale.changed(previous.depends, str(previous.assignment))
             if what:
                 stale_lines.append(f"{submission.key} ({stale.reason(what)})")
         tasks.append({"key": submission.key, "name": submission.notebook, "path": str(submission.path.absolute()),
@@ -168,17 +168,16 @@ def run_command(args: argparse.Namespace) -> int:
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("grading", total=len(tasks), last=f"{len(records)} up to date, {workers} workers")
 
-        def on_result(out: dict[str, Any]) -> None:
-            if out["status"] == "no_sandbox":
-                aborted.append(out["message"])
-                raise SandboxUnavailable(out["message"])
-            submission = by_key[out["key"]]
+        def on_result(out: BatchRecord) -> None:
+            if out.status == RecordStatus.NO_SANDBOX:
+                aborted.append(out.message)
+                raise SandboxUnavailable(out.message)
+            submission = by_key[out.key]
             record = _record(submission, out, grader, args.device)
             outputs.write_record(outputs.record_path(report, submission.record_name), record)
             records[submission.key] = record
-            result = out.get("result") or {}
-            last = (f"{submission.key}: {result['score']:g}/{result['max_score']:g}" if result
-                    else f"{submission.key}: {out['status']}")
+            last = (f"{submission.key}: {out.result.score:g}/{out.result.max_score:g}" if out.result is not None
+                    else f"{submission.key}: {out.status.value}")
             progress.update(bar, advance=1, last=last[-60:])
 
         if tasks:
@@ -205,7 +204,7 @@ def run_command(args: argparse.Namespace) -> int:
         written, not_written, late = gradebook.write(args.gradebook, ordered)
         for submission in submissions:  # lateness (from the gradebook's due date) into the records
             if submission.key in late and submission.key in records:
-                records[submission.key] = {**records[submission.key], "late": late[submission.key]}
+                records[submission.key] = replace(records[submission.key], late=late[submission.key])
                 outputs.write_record(outputs.record_path(report, submission.record_name), records[submission.key])
         lines.append(f"gradebook: {written} submissions written to {args.gradebook}")
         lines += [f"gradebook: skipped {line}" for line in not_written[:20]]
@@ -222,15 +221,15 @@ def run_command(args: argparse.Namespace) -> int:
     lines.insert(0, f"{len(tasks)} graded, {len(submissions) - len(tasks) - refused} up to date, "
                     f"{refused} refused unread, in {wall:.1f} s "
                     f"({wall / max(1, len(tasks)):.3f} s per graded submission, {workers} workers, {args.executor})")
-    errors = [r for r in ordered if r["status"] == "error"]
-    unusable = [r for r in ordered if r["status"] == "unusable"]
+    errors = [r for r in ordered if r.status == RecordStatus.ERROR]
+    unusable = [r for r in ordered if r.status == RecordStatus.UNUSABLE]
     if skipped:
         lines.append(f"{len(skipped)} skipped (symbolic links or not regular files, never read): " + "; ".join(skipped[:5]))
     if unusable:
-        lines.append(f"{len(unusable)} unusable: " + "; ".join(f"{r['key']} ({r['message']})" for r in unusable[:5]))
+        lines.append(f"{len(unusable)} unusable: " + "; ".join(f"{r.key} ({r.message})" for r in unusable[:5]))
     if errors:
         lines.append(f"{len(errors)} not graded because of grader errors (not the students' fault; run again to retry): "
-                     + "; ".join(r["key"] for r in errors[:5]))
+                     + "; ".join(r.key for r in errors[:5]))
     lines.append(f"records in {report / outputs.RECORDS}; tables {', '.join(p.name for p in tables)}; class report {html}")
     for line in lines:
         sys.stdout.write(line + "\n")

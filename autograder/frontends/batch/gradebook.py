@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import registry
+from autograder.report.records import BatchRecord, Lateness, RecordStatus
+from autograder.report.results import NotebookResult
 
 DEFAULT_SANITIZE = ["nbgrader.preprocessors.ClearOutput", "nbgrader.preprocessors.DeduplicateIds",
                     "nbgrader.preprocessors.OverwriteKernelspec", "nbgrader.preprocessors.OverwriteCells",
@@ -69,14 +71,13 @@ def submission_timestamp(folder: Path) -> Any:
 
 
 def autograde(course: Path, config: Any, path: Path, student: str, assignment: str, notebook: str,
-              result: dict[str, Any], timestamp: Any) -> Path:
+              result: NotebookResult, timestamp: Any) -> Path:
     """nbgrader's two autograde passes on ``path``, with ``result`` standing in for grading; returns
     the autograded notebook's path."""
     import nbformat
     from nbgrader.api import Gradebook
 
     from autograder.frontends.nbgrader_plugin import GradeWithEngine, apply_result
-    from autograder.report.results import NotebookResult
 
     db_url = config.CourseDirectory.db_url
     with Gradebook(db_url) as gb:
@@ -95,7 +96,7 @@ def autograde(course: Path, config: Any, path: Path, student: str, assignment: s
         raise RuntimeError(f"{course / 'nbgrader_config.py'} does not grade with the engine (GradeWithEngine)")
     for cls in steps:
         if issubclass(cls, GradeWithEngine):
-            nb, resources = apply_result(nb, resources, NotebookResult.from_json(result))
+            nb, resources = apply_result(nb, resources, result)
         else:
             nb, resources = cls(config=config).preprocess(nb, resources)
     target = course / "autograded" / student / assignment / f"{notebook}.ipynb"
@@ -108,17 +109,17 @@ def autograde(course: Path, config: Any, path: Path, student: str, assignment: s
     return target
 
 
-def lateness(db_url: str, assignment: str, student: str) -> dict[str, float]:
+def lateness(db_url: str, assignment: str, student: str) -> Lateness:
     """How late the submission is by the gradebook (due date, timestamp, extension), and its penalty."""
     from nbgrader.api import Gradebook
 
     with Gradebook(db_url) as gb:
         submission = gb.find_submission(assignment, student)
-        return {"seconds": float(submission.total_seconds_late or 0),
-                "penalty": float(submission.late_submission_penalty or 0)}
+        return Lateness(seconds=float(submission.total_seconds_late or 0),
+                        penalty=float(submission.late_submission_penalty or 0))
 
 
-def write(db_url: str, records: list[dict[str, Any]]) -> tuple[int, list[str], dict[str, dict[str, float]]]:
+def write(db_url: str, records: list[BatchRecord]) -> tuple[int, list[str], dict[str, Lateness]]:
     """Store every submission; returns (submissions written, one line per submission skipped,
     key -> lateness of the submissions written)."""
     from nbgrader.api import Gradebook, MissingEntry
@@ -129,41 +130,40 @@ def write(db_url: str, records: list[dict[str, Any]]) -> tuple[int, list[str], d
     written, skipped, late = 0, [], {}
     configs: dict[Path, Any] = {}
     for record in records:
-        student, assignment = record.get("student"), record.get("assignment")
+        student, assignment = record.student, record.assignment
         if not student:
-            skipped.append(f"{record['key']}: not in nbgrader's layout (submitted/<student>/<assignment>/), no student")
+            skipped.append(f"{record.key}: not in nbgrader's layout (submitted/<student>/<assignment>/), no student")
             continue
         exercises = registry.assignments().get(str(assignment))
         if not exercises:
-            skipped.append(f"{record['key']}: {assignment!r} is not an assignment of the course")
+            skipped.append(f"{record.key}: {assignment!r} is not an assignment of the course")
             continue
-        path = Path(record["path"]).absolute()
+        path = Path(record.path).absolute()
         course = path.parent.parent.parent.parent
         notebook = Path(exercises[0].notebook).stem
         with Gradebook(db_url) as gb:
             try:
                 gb.find_notebook(notebook, assignment)
             except MissingEntry:
-                skipped.append(f"{record['key']}: the gradebook has no notebook {notebook!r} in assignment {assignment!r} "
+                skipped.append(f"{record.key}: the gradebook has no notebook {notebook!r} in assignment {assignment!r} "
                                f"(run `nbgrader generate_assignment {assignment}`)")
                 continue
         config = configs.get(course) or configs.setdefault(course, course_config(course, db_url))
         timestamp = submission_timestamp(path.parent)
-        status, result = record.get("status"), record.get("result")
-        if status == "graded" and result and path.name == exercises[0].notebook:
+        status, message = record.status, record.message
+        if record.graded is not None and path.name == exercises[0].notebook:
             try:
-                autograde(course, config, path, str(student), str(assignment), notebook, result, timestamp)
+                autograde(course, config, path, str(student), str(assignment), notebook, record.graded, timestamp)
                 written += 1
-                late[record["key"]] = lateness(db_url, str(assignment), str(student))
+                late[record.key] = lateness(db_url, str(assignment), str(student))
                 continue
             except Exception as error:  # noqa: BLE001 - recorded as a grader error, like a failed autograde
-                status, record = "error", {**record, "message": f"writing the gradebook failed: {type(error).__name__}: {error}"}
+                status, message = RecordStatus.ERROR, f"writing the gradebook failed: {type(error).__name__}: {error}"
         failed = course / "autograded" / str(student) / str(assignment) / f"{notebook}.ipynb"
         if failed.is_file() and not failed.is_symlink():
             failed.unlink()  # nbgrader removes the autograded copy of a notebook it failed to grade
-        record_flags(db_url, str(assignment), str(student), notebook,
-                     flags.for_failure(str(status), str(record.get("message", ""))),
-                     unscored=status == "unusable", timestamp=timestamp)
+        record_flags(db_url, str(assignment), str(student), notebook, flags.for_failure(status.value, message),
+                     unscored=status == RecordStatus.UNUSABLE, timestamp=timestamp)
         written += 1
-        late[record["key"]] = lateness(db_url, str(assignment), str(student))
+        late[record.key] = lateness(db_url, str(assignment), str(student))
     return written, skipped, late

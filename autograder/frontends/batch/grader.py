@@ -6,10 +6,11 @@ actor. A *task* is a plain dictionary (it crosses process and machine boundaries
     {"key", "name": file name, "path" or "data": the notebook, "assignment": id or None,
      "seed": int, "device": "cpu" | "cuda"}
 
-and :meth:`SlotGrader.grade` returns a plain dictionary::
-
-    {"key", "status": "graded" | "unusable" | "error" | "no_sandbox", "result": NotebookResult JSON
-     or None, "message", "sha256" of what was graded, "seed", "slot", "seconds"}
+and :meth:`SlotGrader.grade` returns the part of the submission's
+:class:`~autograder.report.records.BatchRecord` a grader knows: key, status (graded, unusable,
+error or no_sandbox), the :class:`~autograder.report.results.NotebookResult` when graded, message,
+sha256 of what was graded, seed, slot, seconds and CPU time (it pickles: it crosses process and
+machine boundaries as it is).
 
 Student code runs only in the slot's sandbox; the submission is copied to a private temporary folder
 of the grader (named as the student named it: the engine identifies assignments by file name).
@@ -20,12 +21,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from autograder.frontends.batch.discover import sha256
 from autograder.errors import INTERNAL_FOR_STAFF, UnusableInput
 from autograder.limits import MAX_NOTEBOOK_BYTES
+from autograder.report.records import BatchRecord, RecordStatus
 from autograder.safeio import read_submitted
 
 # nbformat imports jsonschema, whose optional IRI format checker builds a grammar at import time
@@ -62,27 +65,26 @@ class SlotGrader:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def grade(self, task: dict[str, Any]) -> dict[str, Any]:
+    def grade(self, task: dict[str, Any]) -> BatchRecord:
         from autograder.sandbox import bubblewrap as sandbox
         from autograder.grading.engine import grade_notebook
         from autograder.submission.notebook import Submitted
         from autograder.errors import GraderError, SandboxUnavailable
 
         started = time.monotonic()
-        out: dict[str, Any] = {"key": task["key"], "status": "error", "result": None, "message": "",
-                               "seed": task["seed"], "slot": self.slot_number, "sha256": task.get("sha256", "")}
+        out = BatchRecord(key=task["key"], status=RecordStatus.ERROR, seed=task["seed"], slot=self.slot_number,
+                          sha256=task.get("sha256", ""))
         reason = sandbox.unavailable_reason()
         if reason:  # official grading fails closed: the batch stops
-            out.update(status="no_sandbox", message=f"the sandbox is unavailable on {os.uname().nodename} ({reason}); "
-                                                    "official grading refuses to run")
-            return out
+            return replace(out, status=RecordStatus.NO_SANDBOX,
+                           message=f"the sandbox is unavailable on {os.uname().nodename} ({reason}); "
+                                   "official grading refuses to run")
         try:  # a regular file below the course root, never through a symbolic link
             data = task["data"] if task.get("data") is not None else read_submitted(
                 task["path"], below=task.get("root") or str(Path(task["path"]).parent), limit=MAX_NOTEBOOK_BYTES)
         except UnusableInput as exc:
-            out.update(status="unusable", message=str(exc))
-            return out
-        out["sha256"] = sha256(data)
+            return replace(out, status=RecordStatus.UNUSABLE, message=str(exc))
+        out = replace(out, sha256=sha256(data))
         cpu, sandbox_cpu = time.process_time(), self.slot.sandbox_cpu
         submitted = Submitted(Path(task["name"]).name or "submission.ipynb", data)
         try:
@@ -91,22 +93,21 @@ class SlotGrader:
             result = grade_notebook(submitted, device=task.get("device", self.device), assignment=task.get("assignment"),
                                     seed=task["seed"], slot=self.slot_number, launcher=self.slot,
                                     run_suites=self.suites, budget_s=task.get("budget_s"))
-            out.update(status="graded", result=result.to_json(), seed=result.seed)
+            out = replace(out, status=RecordStatus.GRADED, result=result, seed=result.seed)
         except UnusableInput as exc:
-            out.update(status="unusable", message=str(exc))
+            out = replace(out, status=RecordStatus.UNUSABLE, message=str(exc))
         except SandboxUnavailable as exc:
-            out.update(status="no_sandbox", message=str(exc))
+            out = replace(out, status=RecordStatus.NO_SANDBOX, message=str(exc))
         except GraderError as exc:  # retried already; never a score, retried on resume
-            out.update(status="error", message=str(exc)[:1000])
+            out = replace(out, status=RecordStatus.ERROR, message=str(exc)[:1000])
         except Exception as exc:  # noqa: BLE001 - a grader bug, not the student's fault; retried on resume
-            out.update(status="error", message=f"{INTERNAL_FOR_STAFF}: "
-                                               f"{type(exc).__name__}: {exc}"[:1000])
+            out = replace(out, status=RecordStatus.ERROR, message=f"{INTERNAL_FOR_STAFF}: "
+                                                                  f"{type(exc).__name__}: {exc}"[:1000])
         finally:
             self.slot.reset()
-        out["seconds"] = round(time.monotonic() - started, 3)
-        out["cpu"] = {"grader": round(time.process_time() - cpu, 3),
-                      "sandbox": round(max(0.0, self.slot.sandbox_cpu - sandbox_cpu), 3)}
-        return out
+        return replace(out, seconds=round(time.monotonic() - started, 3),
+                       cpu={"grader": round(time.process_time() - cpu, 3),
+                            "sandbox": round(max(0.0, self.slot.sandbox_cpu - sandbox_cpu), 3)})
 
     def close(self) -> None:
         self.slot.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from autograder.errors import INTERNAL_FOR_STAFF
+from autograder.report.records import BatchRecord, RecordStatus
 
 _GRADER: Any = None
 
@@ -36,15 +37,15 @@ def _start(slots: Any, device: str, log_folder: str) -> None:
         _GRADER = f"the grader of slot {slot} could not start: {type(exc).__name__}: {exc}"
 
 
-def _grade(task: dict[str, Any]) -> dict[str, Any]:
+def _grade(task: dict[str, Any]) -> BatchRecord:
     if isinstance(_GRADER, str):
-        return {"key": task["key"], "status": "error", "result": None, "seed": task["seed"],
-                "message": f"{INTERNAL_FOR_STAFF}: {_GRADER}"[:1000]}
+        return BatchRecord(key=task["key"], status=RecordStatus.ERROR, seed=task["seed"],
+                           message=f"{INTERNAL_FOR_STAFF}: {_GRADER}"[:1000])
     return _GRADER.grade(task)
 
 
 def run(tasks: Iterable[dict[str, Any]], *, workers: int, device: str, first_slot: int, log_folder: Path,
-        on_result: Callable[[dict[str, Any]], None]) -> None:
+        on_result: Callable[[BatchRecord], None]) -> None:
     """Grade ``tasks`` on ``workers`` processes, calling ``on_result`` (in this thread) per result."""
     context = multiprocessing.get_context("spawn")  # nothing of this process (threads, locks) inherited
     slots = context.Queue()

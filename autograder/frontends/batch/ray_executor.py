@@ -5,7 +5,7 @@ each a :class:`~autograder.frontends.batch.grader.SlotGrader` owning one sandbox
 on, asking Ray for one CPU and, with ``--device cuda``, ``gpus_per_worker`` GPUs (fractions let
 several actors share one GPU); Ray's ``CUDA_VISIBLE_DEVICES`` is passed into the sandbox. Every
 submission is one actor task: the notebook travels as bytes (nodes need not share a file system)
-and the result comes back as JSON-ready data.
+and its :class:`~autograder.report.records.BatchRecord` comes back (pickled, as Ray sends objects).
 
 Each node needs this repository (the engine, the hidden suites, the reference and the trusted
 notebooks) importable, the pinned environment and bubblewrap, as for local grading:
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from autograder.frontends.batch.discover import REPO
+from autograder.report.records import BatchRecord
 
 
 class GradingActor:
@@ -41,7 +42,7 @@ class GradingActor:
             redirect_output(Path(log_folder) / f"grader-ray-slot{slot}-{os.uname().nodename}.log")
         self.grader = SlotGrader(slot, device)
 
-    def grade(self, task: dict[str, Any]) -> dict[str, Any]:
+    def grade(self, task: dict[str, Any]) -> BatchRecord:
         return self.grader.grade(task)
 
     def where(self) -> str:
@@ -160,7 +161,7 @@ def stop_local(temp_dir: str) -> None:
 
 
 def run(tasks: Iterable[dict[str, Any]], *, workers: int, device: str, first_slot: int, log_folder: Path,
-        on_result: Callable[[dict[str, Any]], None], address: str | None = None,
+        on_result: Callable[[BatchRecord], None], address: str | None = None,
         gpus_per_worker: float = 1.0) -> None:
     import ray
     from ray.util import ActorPool
