@@ -213,6 +213,8 @@ class Encoder:
         return {"$bad": f"a {_type_name(value)}"}
 
     def tensor(self, value: torch.Tensor) -> dict[str, Any]:
+        if value.layout != torch.strided or value.is_nested:  # a nested tensor has no shape to describe
+            return {"$bad": "a sparse or nested tensor, not a dense torch.Tensor"}
         info = {
             "dtype": dtype_name(value.dtype),
             "device": str(value.device),
@@ -220,7 +222,7 @@ class Encoder:
             "requires_grad": bool(value.requires_grad),
             "is_leaf": bool(value.is_leaf),
         }
-        if value.device.type == "meta" or value.layout != torch.strided:
+        if value.device.type == "meta":
             return {"$meta": info}
         size = value.numel() * value.element_size()  # the logical size: an expand() view counts in full
         if self.bytes + size > MAX_REPLY_PAYLOAD:
@@ -250,6 +252,8 @@ def describe_bad(text: Any) -> str:
     text = str(text)
     if text in _OWN_WORDS:
         return text
+    if "not a dense torch.Tensor" in text:
+        return "a sparse or nested tensor, not a dense torch.Tensor"
     if "subclass of torch.Tensor" in text:
         return "a subclass of torch.Tensor, not a torch.Tensor"
     if "MiB" in text:

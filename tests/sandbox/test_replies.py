@@ -90,3 +90,20 @@ def test_student_text_cannot_carry_data() -> None:
         "a subclass of torch.Tensor, not a torch.Tensor"
     assert protocol.Bad("a secret_0.8374").what == "an object of a type the grader does not accept"
     assert "#" in scrub("x=0.8374 'secret'") and "8374" not in scrub("x=0.8374") and "secret" not in scrub("'secret'")
+
+
+def test_sparse_and_nested_tensors_are_described_not_sent_as_meta() -> None:
+    """Only a tensor without data travels as meta (the grader's propagation checks); a sparse or
+    nested one is a value the grader does not accept, said in the grader's words."""
+    import warnings
+
+    with warnings.catch_warnings():  # the strided nested layout is a prototype; students may still use it
+        warnings.simplefilter("ignore")
+        nested = torch.nested.nested_tensor([torch.ones(2), torch.ones(3)])
+    jagged = torch.nested.nested_tensor([torch.ones(2), torch.ones(3)], layout=torch.jagged)
+    encoder = protocol.Encoder()
+    for value in (torch.eye(3).to_sparse(), nested, jagged):
+        sent = encoder({"output": value})["$dict"]["output"]
+        assert "$bad" in sent, sent
+        assert protocol.decode(sent, {}).what == "a sparse or nested tensor, not a dense torch.Tensor"
+    assert "$meta" in encoder(torch.empty(2, device="meta"))
