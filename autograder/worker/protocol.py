@@ -199,6 +199,8 @@ class Encoder:
             return value if abs(value) < 2**62 else float(value)
         if isinstance(value, float) and type(value).__mro__[-2] is float:  # float and numpy.float64
             return float(value)
+        if isinstance(value, torch.Tensor) and (value.is_nested or value.layout != torch.strided):
+            return {"$bad": "a sparse or nested tensor, not a dense torch.Tensor"}  # no shape to describe
         if type(value) is torch.Tensor:
             return self.tensor(value)
         if isinstance(value, torch.Tensor):
@@ -213,8 +215,6 @@ class Encoder:
         return {"$bad": f"a {_type_name(value)}"}
 
     def tensor(self, value: torch.Tensor) -> dict[str, Any]:
-        if value.layout != torch.strided or value.is_nested:  # a nested tensor has no shape to describe
-            return {"$bad": "a sparse or nested tensor, not a dense torch.Tensor"}
         info = {
             "dtype": dtype_name(value.dtype),
             "device": str(value.device),
