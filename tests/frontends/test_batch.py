@@ -218,6 +218,23 @@ def test_batch_gives_the_verdicts_of_one_by_one_grading(mixed_class: Path, tmp_p
 
 
 @pytest.mark.slow
+def test_student_names_reach_the_terminal_as_plain_text(tmp_path: Path) -> None:
+    """A file name is the student's choice: escape sequences, carriage returns and rich markup in it
+    are shown, never obeyed (they could recolour, overwrite or hide the instructor's lines)."""
+    _sandbox()
+    folder = tmp_path / "course" / "submitted" / "mallory[bold]" / "01_linear_models"
+    folder.mkdir(parents=True)
+    (folder / "a\nb\x1b[31mRED\x1b[0m\r=1+1.ipynb").write_text("not a notebook")
+    done = _batch(str(tmp_path / "course"), "--report", str(tmp_path / "report"), "--workers", "1",
+                  "--first-slot", str(SLOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 unusable" in done.stdout
+    for shown in (done.stdout, done.stderr):
+        assert "\x1b" not in shown and "\r" not in shown
+    assert "mallory[bold]/01_linear_models/a b\\x1b[31mRED" in done.stdout
+
+
+@pytest.mark.slow
 def test_batch_resumes_and_regrades_only_what_changed(tmp_path: Path) -> None:
     _sandbox()
     root = tmp_path / "course"

@@ -29,6 +29,7 @@ from autograder.frontends.batch import discover
 from autograder.report import class_outputs as outputs
 from autograder.report.records import BatchRecord, RecordStatus
 from autograder.errors import SandboxUnavailable, UnusableInput
+from autograder.report.common import one_line
 from autograder.limits import MAX_NOTEBOOK_BYTES
 from autograder.safeio import read_submitted
 
@@ -163,7 +164,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.executor == "local" or args.ray_address:
         threading.Thread(target=_preload, args=("matplotlib.pyplot",), daemon=True).start()
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+               TextColumn("{task.fields[last]}", markup=False))  # names are the students': never markup
     aborted: list[str] = []
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("grading", total=len(tasks), last=f"{len(records)} up to date, {workers} workers")
@@ -178,7 +180,7 @@ def run_command(args: argparse.Namespace) -> int:
             records[submission.key] = record
             last = (f"{submission.key}: {out.result.score:g}/{out.result.max_score:g}" if out.result is not None
                     else f"{submission.key}: {out.status.value}")
-            progress.update(bar, advance=1, last=last[-60:])
+            progress.update(bar, advance=1, last=one_line(last)[-60:])
 
         if tasks:
             common = {"workers": workers, "device": args.device, "first_slot": args.first_slot,
@@ -231,6 +233,6 @@ def run_command(args: argparse.Namespace) -> int:
         lines.append(f"{len(errors)} not graded because of grader errors (not the students' fault; run again to retry): "
                      + "; ".join(r.key for r in errors[:5]))
     lines.append(f"records in {report / outputs.RECORDS}; tables {', '.join(p.name for p in tables)}; class report {html}")
-    for line in lines:
-        sys.stdout.write(line + "\n")
+    for line in lines:  # names and messages are the students': no control character reaches the terminal
+        sys.stdout.write(one_line(line) + "\n")
     return EXIT_INTERNAL if errors else EXIT_OK
