@@ -28,7 +28,7 @@ import torch
 
 from autograder.errors import GraderError
 from autograder import limits as bounds
-from autograder.safeio import exception_summary, scrub
+from autograder.safeio import exception_summary, gradient_note, scrub
 from autograder.course import registry
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.worker import protocol
@@ -56,17 +56,6 @@ def _plain_facts(facts: dict[str, Any]) -> dict[str, Any]:
     return {"writes": writes if type(writes) is int and writes >= 0 else 0,
             "grad_fn": None if facts.get("grad_fn") is None else "an autograd node",
             "requires_grad": facts.get("requires_grad") is True}
-
-
-def _gradient_note(text: str) -> str:
-    """Why the worker could not take gradients, in the grader's words (the worker's are the student's)."""
-    if "not a tensor" in text:
-        return "the output is not a tensor, so no gradient can flow"
-    if "shape" in text:
-        return "the output has another shape than expected, so gradients cannot be taken"
-    if "require grad" in text:
-        return "the output does not require grad: the computation was detached from the inputs"
-    return "gradients could not be computed"
 
 
 @dataclass
@@ -610,7 +599,7 @@ class StudentSession:
             if not all(g is None or type(g) is torch.Tensor for g in grads.values()):
                 raise self._malformed(function, "the worker's reply was malformed (a gradient that is not a tensor)")
             calls.append(Call(output=entry.get("output"), grads=grads,
-                              grad_error=_gradient_note(entry["grad_error"]) if isinstance(entry.get("grad_error"), str) else None))
+                              grad_error=gradient_note(entry["grad_error"]) if isinstance(entry.get("grad_error"), str) else None))
         if len(calls) != max(1, repeat):
             raise self._malformed(function, "the worker's reply was malformed")
         inputs_after = value.get("inputs_after") if isinstance(value.get("inputs_after"), dict) else {}

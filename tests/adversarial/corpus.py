@@ -175,6 +175,9 @@ EXPECTED: dict[str, Expect] = {
     "slot_state_left_behind": Expect("softmax", notebook_error=True, evidence=("LEFT: blocked shm,mqueue,bind,xattr",)),
     # --- hidden inputs leaking out ------------------------------------------------------------
     "hidden_input_leak": Expect("softmax", absent=("HIDDENLEAK",)),
+    "hidden_input_leak_gradient_note": Expect("gru_cell", "fails", assignment="10_gated_rnn",
+                                              failing=("test_gradients", "test_sequence_bptt"),
+                                              evidence=("gradients could not be computed",), absent=("HIDDENLEAK",)),
     # --- tampering with the notebook ------------------------------------------------------------
     "edited_test_cell": Expect("softmax", tamper=tamper_test_cell),
     "deleted_test_cells": Expect("softmax", tamper=delete_test_cells),
