@@ -153,6 +153,7 @@ EXPECTED: dict[str, Expect] = {
     "oversized_reply": Expect("softmax", evidence=("too large to send back",)),
     "zero_stride_reply": Expect("softmax", evidence=("too large to send back",)),
     "malformed_reply_frames": Expect("clip_grad", assignment="04_rnn", evidence=("malformed",)),
+    "malformed_harness_reply": Expect("lstm_cell", assignment="10_gated_rnn", evidence=("malformed",)),
     "parse_bomb": Expect("softmax", notebook_error=True, evidence=("nested more than",)),
     # --- reading secrets ------------------------------------------------------------------------
     "walk_filesystem": Expect("softmax", notebook_error=True, evidence=("LOOT: nothing found",)),

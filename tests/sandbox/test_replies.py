@@ -90,3 +90,12 @@ def test_student_text_cannot_carry_data() -> None:
         "a subclass of torch.Tensor, not a torch.Tensor"
     assert protocol.Bad("a secret_0.8374").what == "an object of a type the grader does not accept"
     assert "#" in scrub("x=0.8374 'secret'") and "8374" not in scrub("x=0.8374") and "secret" not in scrub("'secret'")
+
+
+def test_every_harness_reply_has_a_schema() -> None:
+    """A harness without a schema lets a reply of any shape reach its suite (an internal grader error,
+    a free regrade): each one the worker has must be declared in ``REPLY_SCHEMAS``."""
+    from autograder.sandbox.session import REPLY_SCHEMAS
+    from autograder.worker.harness import HARNESSES
+
+    assert set(HARNESSES) <= set(REPLY_SCHEMAS)
