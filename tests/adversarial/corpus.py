@@ -176,6 +176,9 @@ EXPECTED: dict[str, Expect] = {
     "slot_state_left_behind": Expect("softmax", notebook_error=True, evidence=("LEFT: blocked shm,mqueue,bind,xattr",)),
     # --- hidden inputs leaking out ------------------------------------------------------------
     "hidden_input_leak": Expect("softmax", absent=("HIDDENLEAK",)),
+    "hidden_input_leak_module_names": Expect("replace_classifier", assignment="11_transfer_learning",
+                                             evidence=("raised ValueError", "that the original model does not have",
+                                                       "not torch.nn's"), absent=("HIDDENLEAK",)),
     "hidden_input_leak_gradient_note": Expect("gru_cell", "fails", assignment="10_gated_rnn",
                                               failing=("test_gradients", "test_sequence_bptt"),
                                               evidence=("gradients could not be computed",), absent=("HIDDENLEAK",)),
