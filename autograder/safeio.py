@@ -183,3 +183,16 @@ def exception_summary(message: Any, labels: Any = ()) -> str:
     where = _WHERE.search(text.splitlines()[0] if text else "")
     label = where.group(1) if where and where.group(1) in set(labels) else None
     return f"{kind} ({label})" if label else kind
+
+
+def gradient_note(text: Any) -> str:
+    """Why the worker could not take gradients, in the grader's words: the worker's own text is the
+    student's to write (a harness can be replaced from a notebook cell), so only its category is kept."""
+    text = str(text)
+    if "not a tensor" in text:
+        return "the output is not a tensor, so no gradient can flow"
+    if "shape" in text:
+        return "the output has another shape than expected, so gradients cannot be taken"
+    if "require grad" in text:
+        return "the output does not require grad: the computation was detached from the inputs"
+    return "gradients could not be computed"

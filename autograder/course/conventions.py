@@ -54,12 +54,14 @@ Conventions
     then backpropagation through time from every step's outputs (``tuple_state``: the state is a
     tuple such as ``(h, c)``). Suite arguments: ``xs``, ``state`` (a list of tensors), ``params``
     (a dict), ``upstream`` (per state tensor, one tensor per step) and ``layouts``. Reply: every
-    step's ``outputs``, ``grads`` (``xs``, ``state``, ``params``), ``inputs_after``.
+    step's ``outputs``, ``grads`` (``xs``, ``state``, ``params``) or ``grad_error`` (why not: the
+    fact keeps only its category, in the grader's words), ``inputs_after``.
 ``ModuleTransform(model)``
     A torchvision model built in the worker (``builder``, ``weights=None``) is passed to
     ``f(model, *call_args)``; the reply lists every module and parameter before and after the call
     (names, types, ids, shapes, ``requires_grad``, sampled values), the returned object's id, and
-    with ``inputs`` a forward (and with ``upstream`` a backward) pass of the model the caller holds.
+    with ``inputs`` a forward (and with ``upstream`` a backward) pass of the model the caller holds
+    (``forward_error``: the fact keeps the exception's type when it is built in, never its text).
     Public cases: ``{model: builder name, num_classes}`` -> ``{"same_model", "last", "trainable",
     "frozen", "output_shape"}``.
 
@@ -73,6 +75,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
+
+from autograder.safeio import exception_summary, gradient_note
 
 
 @dataclass(frozen=True)
@@ -166,11 +170,22 @@ class RecurrentCell(Convention):
     tuple_state: bool = False
     harness: ClassVar[str] = "recurrent_cell"
 
+    def facts(self, raw: dict[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
+        # why gradients could not be taken, in the grader's words (the worker's text is the student's)
+        error = raw.get("grad_error")
+        return {**raw, "grad_error": None if error is None else gradient_note(error)}
+
 
 @dataclass(frozen=True)
 class ModuleTransform(Convention):
     model: str = "model"
     harness: ClassVar[str] = "module_transform"
+
+    def facts(self, raw: dict[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
+        # an exception raised in the forward pass: its type when built in, never its text (the
+        # student's module raised it and could have written the hidden images into it)
+        error = raw.get("forward_error")
+        return {**raw, "forward_error": None if error is None else exception_summary(error)}
 
 
 def _list(value: Any) -> list:

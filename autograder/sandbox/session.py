@@ -28,7 +28,7 @@ import torch
 
 from autograder.errors import GraderError
 from autograder import limits as bounds
-from autograder.safeio import exception_summary, scrub
+from autograder.safeio import exception_summary, gradient_note, scrub
 from autograder.course import registry
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.worker import protocol
@@ -56,17 +56,6 @@ def _plain_facts(facts: dict[str, Any]) -> dict[str, Any]:
     return {"writes": writes if type(writes) is int and writes >= 0 else 0,
             "grad_fn": None if facts.get("grad_fn") is None else "an autograd node",
             "requires_grad": facts.get("requires_grad") is True}
-
-
-def _gradient_note(text: str) -> str:
-    """Why the worker could not take gradients, in the grader's words (the worker's are the student's)."""
-    if "not a tensor" in text:
-        return "the output is not a tensor, so no gradient can flow"
-    if "shape" in text:
-        return "the output has another shape than expected, so gradients cannot be taken"
-    if "require grad" in text:
-        return "the output does not require grad: the computation was detached from the inputs"
-    return "gradients could not be computed"
 
 
 @dataclass
@@ -610,7 +599,7 @@ class StudentSession:
             if not all(g is None or type(g) is torch.Tensor for g in grads.values()):
                 raise self._malformed(function, "the worker's reply was malformed (a gradient that is not a tensor)")
             calls.append(Call(output=entry.get("output"), grads=grads,
-                              grad_error=_gradient_note(entry["grad_error"]) if isinstance(entry.get("grad_error"), str) else None))
+                              grad_error=gradient_note(entry["grad_error"]) if isinstance(entry.get("grad_error"), str) else None))
         if len(calls) != max(1, repeat):
             raise self._malformed(function, "the worker's reply was malformed")
         inputs_after = value.get("inputs_after") if isinstance(value.get("inputs_after"), dict) else {}
@@ -715,9 +704,87 @@ def _episode_loop_problem(convention: Any, v: dict[str, Any], args: dict[str, An
     return None
 
 
+def _tensor_dict(v: Any, names: set, none: bool = False) -> bool:
+    """A dict of exactly the keys ``names``, each a tensor (or None)."""
+    return isinstance(v, dict) and set(v) == names and all(_tensor(x) or (none and x is None) for x in v.values())
+
+
+def _recurrent_cell_problem(convention: Any, v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    steps, n, names = len(args["xs"]), len(args["state"]), set(args["params"])
+    if not (isinstance(v.get("outputs"), list) and len(v["outputs"]) == steps):
+        return "outputs"
+    after = v.get("inputs_after")
+    if not (isinstance(after, dict) and _tensors(after.get("xs"), steps) and _tensors(after.get("state"), n)
+            and _tensor_dict(after.get("params"), names)):
+        return "inputs_after"
+    grads, error = v.get("grads"), v.get("grad_error")
+    if not (error is None or type(error) is str):
+        return "grad_error"
+    if grads is not None and not (isinstance(grads, dict) and _tensors(grads.get("xs"), steps, True)
+                                  and _tensors(grads.get("state"), n, True)
+                                  and _tensor_dict(grads.get("params"), names, True)):
+        return "grads"
+    if args.get("upstream") is None:
+        if grads is not None or error is not None:  # no gradients are taken without upstream
+            return "grads"
+    elif (grads is None) == (error is None):  # with upstream: the gradients, or why not
+        return "grads"
+    return None
+
+
+#: The dtypes a parameter may be reported in: torch's own names, never free text.
+_DTYPE_NAMES = frozenset(str(d).removeprefix("torch.") for d in vars(torch).values() if isinstance(d, torch.dtype))
+
+
+def _device_type(v: Any) -> bool:
+    try:
+        return type(v) is str and torch.device(v).type == v and torch.device(v).index is None
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _is_model_table(v: Any) -> bool:
+    """``{"modules": [[name, type, id], ...], "parameters": [row, ...]}`` as ``module_transform`` reads them."""
+    if not (isinstance(v, dict) and isinstance(v.get("modules"), list) and isinstance(v.get("parameters"), list)):
+        return False
+    if not all(isinstance(m, list) and len(m) == 3 and type(m[0]) is str and type(m[1]) is str and type(m[2]) is int
+               for m in v["modules"]):
+        return False
+    return all(isinstance(r, dict) and type(r.get("name")) is str and type(r.get("id")) is int
+               and type(r.get("type")) is str and isinstance(r.get("shape"), list)
+               and all(type(d) is int and d >= 0 for d in r["shape"]) and r.get("dtype") in _DTYPE_NAMES
+               and _device_type(r.get("device")) and type(r.get("requires_grad")) is bool
+               and all(r.get(k) is None or _tensor(r[k]) for k in ("sample", "value")) for r in v["parameters"])
+
+
+def _module_transform_problem(convention: Any, v: dict[str, Any], args: dict[str, Any]) -> str | None:
+    for key in ("model_id", "returned_id"):
+        if type(v.get(key)) is not int:
+            return key
+    if type(v.get("returned_type")) is not str:
+        return "returned_type"
+    for key in ("before", "after"):
+        if not _is_model_table(v.get(key)):
+            return key
+    if "output" not in v:  # the student's model's output: any value (the suites judge it)
+        return "output"
+    if not (v.get("forward_error") is None or type(v["forward_error"]) is str):
+        return "forward_error"
+    captured = v.get("captured")  # the inputs of the modules the grader named: any value
+    if not (isinstance(captured, dict) and set(captured) <= set(args.get("capture", []))):
+        return "captured"
+    if not (isinstance(v.get("reached"), list) and all(type(n) is str for n in v["reached"])):
+        return "reached"
+    grads = v.get("grads")
+    if not (isinstance(grads, dict) and all(g is None or _tensor(g) for g in grads.values())):
+        return "grads"
+    return None
+
+
 #: Convention harness -> the shape its reply must have.
 REPLY_SCHEMAS = {"grads_in_place": _grads_in_place_problem, "optimizer_state": _optimizer_state_problem,
-                 "table_update": _table_update_problem, "episode_loop": _episode_loop_problem}
+                 "table_update": _table_update_problem, "episode_loop": _episode_loop_problem,
+                 "recurrent_cell": _recurrent_cell_problem, "module_transform": _module_transform_problem}
 
 
 def reply_problem(convention: Any, value: dict[str, Any], args: dict[str, Any]) -> str | None:
@@ -725,7 +792,7 @@ def reply_problem(convention: Any, value: dict[str, Any], args: dict[str, Any]) 
     first bad key. Add a schema here with every new convention (lengths from the request, plain
     tensors, identities)."""
     check = REPLY_SCHEMAS.get(convention.harness)
-    if check is None:  # a harness without a schema yet: its suite checks every value it reads
+    if check is None:  # never for the course's harnesses (tests/sandbox/test_replies.py checks that each has one)
         return None
     try:
         return check(convention, value, args)

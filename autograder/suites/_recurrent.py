@@ -176,7 +176,7 @@ def _parts(value: Any, spec: CellSpec, step: int) -> list[Any]:
 def expect_gradients(result: dict[str, Any], spec: CellSpec, grads: dict[str, Any], *, device: str,
                      dtype: torch.dtype, exercise, hint: str = HINT_GRADIENT, case: str = "") -> None:
     """The gradients of every x_t, the initial state and every parameter."""
-    if result.get("grad_error"):
+    if result.get("grad_error"):  # the grader's words (RecurrentCell.facts), never the worker's text
         fail(f"gradients{case}: could not be computed: {result['grad_error']}", hint=hint)
     got = result.get("grads") or {}
     steps = len(grads["xs"])

@@ -9,18 +9,28 @@ serves the value tests (untouched weights, the forward pass and where its gradie
 worker reports data (module and parameter ids, types, shapes, flags, sampled values, the output,
 the new layer's input, the parameters the output's autograd graph reaches and the new layer's
 gradients); every verdict is made here.
+
+Everything the worker reports is the student's data (their process wrote it), and a student who
+reaches the hidden images can encode them in any text the feedback repeats. So the feedback names
+only what the grader itself knows: the modules and parameters of its own copy of the untouched
+torchvision model (:func:`_original`, which the reported model before the call must match), torch's
+own module classes, counts and shapes; a module, parameter or class the student made is described
+by its category ("1 module that the original model does not have", "not an nn.Linear"), and an
+exception raised in the forward pass by its type when built in (``ModuleTransform.facts``).
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from autograder.course import registry
 from autograder.sandbox.session import StudentError
-from autograder.grading.compare import expect, expect_close, expect_equal, expect_like, fail
+from autograder.grading.compare import GradingFailure, expect, expect_close, expect_equal, expect_like, fail
 from autograder.suites._common import FLOAT32, FLOAT64, dtype_text, integer, normal, run_on, seed
 
 EXERCISE = "replace_classifier"
@@ -54,6 +64,12 @@ HINT_UNTOUCHED = ("change nothing but the last Linear: keep every other module a
 HINT_FORWARD = ("after replace_classifier the model must map images to num_classes scores through the frozen "
                 "network and the new last layer")
 HINT_GRADIENTS = "only the new layer may receive gradients: " + HINT_FREEZE
+HINT_CONTAINER = ("the new last layer is a container of several modules (e.g. nn.Sequential(nn.Dropout(...), "
+                  "nn.Linear(...))): the contract asks for a plain nn.Linear in place of the old one, "
+                  "model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes) (the classifier "
+                  "already has its dropout layers)")
+HINT_ORIGINAL = ("the model replace_classifier received was not torchvision's: leave torchvision and the grader's "
+                 "code alone (no patching of torchvision.models or of the grader's modules from the notebook)")
 HINT_DEVICE = ("create the new layer on the old one's device and dtype: nn.Linear(..., device=old.weight.device, "
                "dtype=old.weight.dtype) (or .to(old.weight))")
 
@@ -83,7 +99,10 @@ def _run(student, rng, builder: str, device: str, dtype=FLOAT32, *,
         result = run_on(student, EXERCISE, args, device)
     else:
         result = student.run(EXERCISE, args, device=device)
-    return None if result is None else (result, args)
+    if result is None:
+        return None
+    _expect_original(result, builder)
+    return result, args
 
 
 def _real(student, rng, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -94,15 +113,86 @@ def _real(student, rng, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if code not in cache:
         try:
             cache[code] = _run(student, rng, VGG, device)
-        except StudentError as error:
+        except (StudentError, GradingFailure) as error:
             cache[code] = error
     value = cache[code]
-    if isinstance(value, StudentError):
+    if isinstance(value, (StudentError, GradingFailure)):
         raise value
     return value
 
 
 # ------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Original:
+    """The grader's own copy of an untouched torchvision model: its module names and classes (as
+    the worker reports them) and its parameter names and shapes."""
+
+    modules: dict[str, str]
+    parameters: dict[str, list[int]]
+
+
+@functools.cache
+def _original(builder: str) -> Original:
+    import torchvision  # here, not at import: the other suites never pay for it
+
+    with torch.device("meta"):  # no memory, no initialisation
+        model = getattr(torchvision.models, builder)(weights=None)
+    return Original({name: _class_name(type(m)) for name, m in model.named_modules()},
+                    {name: list(p.shape) for name, p in model.named_parameters()})
+
+
+def _class_name(cls: type) -> str:
+    """A class as the worker names it (``_type_name`` in ``autograder/worker/harness.py``)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+#: torch.nn's module classes, by the name the worker reports: the only classes feedback names.
+_NN = {_class_name(c): f"nn.{c.__name__}" for c in vars(torch.nn).values()
+       if isinstance(c, type) and issubclass(c, torch.nn.Module)}
+
+
+def _expect_original(result: dict[str, Any], builder: str) -> None:
+    """The model the worker reports before the call is the grader's own copy of torchvision's
+    ``builder``: then the names of ``result["before"]`` are the grader's to repeat. (The notebook's
+    code can patch torchvision or the harness; a model that differs is named by category only.)"""
+    original = _original(builder)
+    modules = {name: kind for name, kind, _ in result["before"]["modules"]}
+    params = {row["name"]: row["shape"] for row in result["before"]["parameters"]}
+    expect(modules == original.modules and params == original.parameters
+           and len(result["before"]["modules"]) == len(modules) and len(result["before"]["parameters"]) == len(params),
+           f"the model replace_classifier received is not torchvision's {builder}: its modules or parameters "
+           "differ from those of the model the grader built", hint=HINT_ORIGINAL)
+
+
+def _module_text(kind: str) -> str:
+    """A module's class as feedback may say it: torch.nn's by name, any other by category (the
+    student chose its name)."""
+    return f"an {_NN[kind]}" if kind in _NN else "a module of a class that is not torch.nn's"
+
+
+def _known(names: list[str], original: dict[str, Any], what: str) -> str:
+    """The first of ``names`` that the original model has, else ``what`` (a name the student chose)."""
+    return next((n for n in names if n in original), what)
+
+
+def _returned_text(kind: str) -> str:
+    """What the function returned, as feedback may say it (its class is the student's to name)."""
+    if kind == "builtins.NoneType":
+        return "None"
+    if kind in _original(VGG).modules.values():
+        return "a " + kind.rsplit(".", 1)[-1]  # torchvision's VGG: a copy of the model
+    return _module_text(kind) if kind in _NN else "another object"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _values(value: Any, shape: tuple[int, ...]) -> bool:
+    """A tensor of values (not on meta) of ``shape``, as the forward pass's arithmetic needs."""
+    return type(value) is torch.Tensor and value.device.type != "meta" and tuple(value.shape) == shape
 
 
 def _modules(table: dict[str, Any]) -> dict[str, tuple[str, int]]:
@@ -138,10 +228,12 @@ def _diagnosis(result: dict[str, Any], num_classes: int) -> str | None:
                 "(classifier[-1], 4096 -> 1000): " + HINT_REPLACE)
     if LAST in after and after[LAST][1] == before[LAST][1]:
         weight = params.get(f"{LAST}.weight")
-        if weight is not None and weight["shape"][0] == num_classes:
+        if weight is not None and weight["shape"][:1] == [num_classes]:
             return ("the old last layer kept and given new weights: the contract asks for a new nn.Linear module in "
                     "its place: " + HINT_REPLACE)
         return "the last Linear left as it was (still 1000 outputs): " + HINT_REPLACE
+    if LAST in after and after[LAST][0] != LINEAR and any(n.startswith(LAST + ".") for n in after):
+        return HINT_CONTAINER
     return None
 
 
@@ -152,7 +244,7 @@ def _expect_structure(result: dict[str, Any], num_classes: int, what: str) -> No
     hint = diagnosis or HINT_REPLACE
     new = after.get(LAST)
     expect(new is not None and new[0] == LINEAR, f"{what}: model.classifier[6] is "
-           f"{'missing' if new is None else 'a ' + new[0].rsplit('.', 1)[-1]}, expected a new nn.Linear", hint=hint)
+           f"{'missing' if new is None else _module_text(new[0])}, expected a new nn.Linear", hint=hint)
     expect(new[1] != before[LAST][1], f"{what}: model.classifier[6] is still the old layer object", hint=hint)
     weight, bias = params.get(f"{LAST}.weight"), params.get(f"{LAST}.bias")
     expect(weight is not None and weight["shape"] == [num_classes, IN_FEATURES],
@@ -161,17 +253,19 @@ def _expect_structure(result: dict[str, Any], num_classes: int, what: str) -> No
            hint=diagnosis or "nn.Linear(in_features, num_classes) with in_features = 4096, the old layer's input size")
     expect(bias is not None and bias["shape"] == [num_classes], f"{what}: the new layer has no bias of shape "
            f"({num_classes},)", hint="keep nn.Linear's default bias=True")
-    for name, (kind, ident) in before.items():
+    for name, (kind, ident) in before.items():  # the original's names and classes (_expect_original)
         if name.startswith("classifier.") and not _is_new(name):
             expect(name in after and after[name] == (kind, ident),
                    f"{what}: model.{name} ({kind.rsplit('.', 1)[-1]}) was replaced or removed", hint=hint)
     extra = [n for n in after if n.startswith("classifier.") and n not in before]
-    expect(not extra, f"{what}: the classifier has modules it did not have before ({', '.join(extra[:3])})", hint=hint)
+    expect(not extra, f"{what}: the classifier has {_count(len(extra), 'module')} that the original model does not "
+           "have", hint=hint)
 
 
 def _expect_frozen(result: dict[str, Any], what: str) -> None:
     params = _parameters(result["after"])
-    old = [n for n in params if not _is_new(n)]
+    original = _parameters(result["before"])  # the original's names (_expect_original)
+    old = [n for n in original if not _is_new(n) and n in params]
     trainable = [n for n in old if params[n]["requires_grad"]]
     if trainable:
         if len(trainable) == len(old):
@@ -183,9 +277,12 @@ def _expect_frozen(result: dict[str, Any], what: str) -> None:
         else:
             message = f"{what}: {len(trainable)} pretrained parameter tensors still require grad (e.g. {trainable[0]})"
         fail(message, hint=HINT_FREEZE)
-    for name in (f"{LAST}.weight", f"{LAST}.bias"):
+    added = [n for n in params if n not in original and not _is_new(n) and params[n]["requires_grad"]]
+    expect(not added, f"{what}: {_count(len(added), 'parameter tensor')} that the original model does not have "
+           f"{'requires' if len(added) == 1 else 'require'} grad", hint=HINT_UNTOUCHED)
+    for name in (f"{LAST}.weight", f"{LAST}.bias"):  # a new layer without them is _expect_structure's finding
         row = params.get(name)
-        expect(row is not None and row["requires_grad"], f"{what}: the new layer's {name.rsplit('.', 1)[-1]} does not "
+        expect(row is None or row["requires_grad"], f"{what}: the new layer's {name.rsplit('.', 1)[-1]} does not "
                "require grad, so it cannot be trained (frozen after it was added?)", hint=HINT_FREEZE)
 
 
@@ -195,8 +292,8 @@ def _expect_frozen(result: dict[str, Any], what: str) -> None:
 def test_same_model(student, rng, device, exercise):
     result, args = _run(student, rng, VGG, "meta")
     expect(result["returned_id"] == result["model_id"],
-           f"replace_classifier returned {'None' if result['returned_type'] == 'builtins.NoneType' else 'a ' + result['returned_type'].rsplit('.', 1)[-1]} "
-           "that is not the model it was given", hint=HINT_SAME)
+           f"replace_classifier returned {_returned_text(result['returned_type'])} that is not the model it was given",
+           hint=HINT_SAME)
     _expect_structure(result, args["call_args"][0], "the model after the call")
 
 
@@ -234,15 +331,19 @@ def test_forward_backward(student, rng, device, exercise):
     result, args = _real(student, rng, device)
     num_classes = args["call_args"][0]
     if result["forward_error"]:
-        fail(f"the model's forward pass failed after replace_classifier: {result['forward_error']}",
+        fail(f"the model's forward pass raised {result['forward_error']} after replace_classifier",
              hint=_diagnosis(result, num_classes) or HINT_FORWARD)
     output = expect_like(result["output"], shape=(BATCH, num_classes), dtype=FLOAT32, device=device,
                          quantity=f"model(X) for X of shape ({BATCH}, 3, {IMAGE}, {IMAGE})",
                          hint=_diagnosis(result, num_classes) or HINT_FORWARD)
-    features = result["captured"].get(LAST)
     params = _parameters(result["after"])
-    weight, bias = params[f"{LAST}.weight"]["value"], params[f"{LAST}.bias"]["value"]
-    if features is None or weight is None or bias is None:
+    rows = params.get(f"{LAST}.weight"), params.get(f"{LAST}.bias")
+    if [None if row is None else row["shape"] for row in rows] != [[num_classes, IN_FEATURES], [num_classes]]:
+        _expect_structure(result, num_classes, "the model after the call")  # says what the last layer is instead
+        fail("model.classifier[6] has no weight and bias of a new nn.Linear", hint=HINT_REPLACE)
+    features, weight, bias = result["captured"].get(LAST), rows[0]["value"], rows[1]["value"]
+    if not (_values(features, (BATCH, IN_FEATURES)) and _values(weight, (num_classes, IN_FEATURES))
+            and _values(bias, (num_classes,))):
         fail("the forward pass did not go through model.classifier[6]", hint=HINT_REPLACE)
     a = features.detach().cpu().to(FLOAT64)
     expected = a @ weight.cpu().to(FLOAT64).T + bias.cpu().to(FLOAT64)
@@ -250,8 +351,9 @@ def test_forward_backward(student, rng, device, exercise):
                  "network's 4096 features", tol=FORWARD_TOLERANCE, hint=HINT_FORWARD)
     grads = result["grads"]
     reached = [n for n in result["reached"] if not _is_new(n)]
+    example = _known(reached, _parameters(result["before"]), "one the original model does not have")
     expect(not reached, f"a backward pass from model(X) would give gradients to {len(reached)} pretrained "
-           f"parameter tensors (e.g. {reached[0] if reached else ''}): they received gradients", hint=HINT_GRADIENTS)
+           f"parameter tensors (e.g. {example}): they received gradients", hint=HINT_GRADIENTS)
     upstream = args["upstream"].to(FLOAT64)
     for name, want in ((f"{LAST}.weight", upstream.T @ a), (f"{LAST}.bias", upstream.sum(0))):
         got = grads.get(name)
@@ -271,7 +373,7 @@ def test_other_vggs(student, rng, device, exercise):
         if any(params[f"{LAST}.{k}"]["device"] != "meta" for k in ("weight", "bias")):
             continue  # a new layer on another device than the model's is test_device's finding alone
         if result["forward_error"]:
-            fail(f"{builder}: the forward pass failed after replace_classifier: {result['forward_error']}",
+            fail(f"{builder}: the forward pass raised {result['forward_error']} after replace_classifier",
                  hint=_diagnosis(result, num_classes) or HINT_FORWARD)
         expect_like(result["output"], shape=(BATCH, num_classes), dtype=FLOAT32, device="meta",
                     quantity=f"{builder}: model(X)", hint=HINT_FORWARD)
@@ -295,7 +397,7 @@ def test_device(student, rng, device, propagation_devices, exercise):
                    f"{what}: the new layer's {name.rsplit('.', 1)[-1]} is {row['dtype']} on {row['device']}",
                    hint=HINT_DEVICE)
         if result["forward_error"]:
-            fail(f"{what}: the forward pass failed after replace_classifier: {result['forward_error']}",
+            fail(f"{what}: the forward pass raised {result['forward_error']} after replace_classifier",
                  hint=HINT_DEVICE)
         expect_like(result["output"], shape=(BATCH, args["call_args"][0]), dtype=dtype, device=where,
                     quantity=f"{what}: model(X)", hint=HINT_DEVICE)

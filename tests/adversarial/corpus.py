@@ -155,6 +155,7 @@ EXPECTED: dict[str, Expect] = {
                             evidence=("a sparse or nested tensor",)),
     "zero_stride_reply": Expect("softmax", evidence=("too large to send back",)),
     "malformed_reply_frames": Expect("clip_grad", assignment="04_rnn", evidence=("malformed",)),
+    "malformed_harness_reply": Expect("lstm_cell", assignment="10_gated_rnn", evidence=("malformed",)),
     "parse_bomb": Expect("softmax", notebook_error=True, evidence=("nested more than",)),
     # --- reading secrets ------------------------------------------------------------------------
     "walk_filesystem": Expect("softmax", notebook_error=True, evidence=("LOOT: nothing found",)),
@@ -178,6 +179,12 @@ EXPECTED: dict[str, Expect] = {
     "lower_pid1_limits": Expect("softmax", notebook_error=True, evidence=("PID1: all denied",)),
     # --- hidden inputs leaking out ------------------------------------------------------------
     "hidden_input_leak": Expect("softmax", absent=("HIDDENLEAK",)),
+    "hidden_input_leak_module_names": Expect("replace_classifier", assignment="11_transfer_learning",
+                                             evidence=("raised ValueError", "that the original model does not have",
+                                                       "not torch.nn's"), absent=("HIDDENLEAK",)),
+    "hidden_input_leak_gradient_note": Expect("gru_cell", "fails", assignment="10_gated_rnn",
+                                              failing=("test_gradients", "test_sequence_bptt"),
+                                              evidence=("gradients could not be computed",), absent=("HIDDENLEAK",)),
     # --- tampering with the notebook ------------------------------------------------------------
     "edited_test_cell": Expect("softmax", tamper=tamper_test_cell),
     "deleted_test_cells": Expect("softmax", tamper=delete_test_cells),

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import reference
-from autograder.course.conventions import EpisodeLoop, Function, GradsInPlace, OptimizerState, TableUpdate
+from autograder.course.conventions import (EpisodeLoop, Function, GradsInPlace, ModuleTransform, OptimizerState,
+                                           RecurrentCell, TableUpdate)
 from autograder.course.registry import BY_NAME, EXERCISES
 from autograder.worker import harness
 
@@ -165,3 +166,29 @@ def test_function_mutated_buffers_are_read_back_with_their_history():
     raw = harness.function(normalise, args, ["X"], torch.ones(4, 3, dtype=torch.float64), 1)
     torch.testing.assert_close(raw["inputs_after"]["running_mean"], 0.1 * args["X"].mean(0))
     assert raw["input_facts"]["running_mean"]["grad_fn"] is not None and raw["input_facts"]["running_mean"]["writes"] >= 1
+
+
+def test_student_text_becomes_the_graders_words():
+    """Why gradients could not be taken (recurrent cells) and what the forward pass raised (module
+    transforms) are the student's text in a harness's reply: the facts keep only their category."""
+    cell = RecurrentCell()
+    assert cell.facts({"grad_error": "HIDDENLEAK 0.8672"}, {})["grad_error"] == "gradients could not be computed"
+    assert cell.facts({"grad_error": "step 2 returned a Leak_0p8672, not a tensor, so no gradient can flow"},
+                      {})["grad_error"] == "the output is not a tensor, so no gradient can flow"
+    assert cell.facts({"grad_error": None}, {})["grad_error"] is None
+    module = ModuleTransform()
+    assert module.facts({"forward_error": "ValueError: HIDDENLEAK 0.8672"}, {})["forward_error"] == "ValueError"
+    assert module.facts({"forward_error": "Leak_0p8672: 0.8672"}, {})["forward_error"] == \
+        "an exception of the notebook's own class"
+    assert module.facts({"forward_error": None}, {})["forward_error"] is None
+
+
+def test_recurrent_cell_detached_output_is_said_in_the_graders_words():
+    def detached(x, h, params):
+        return (x @ params["W_xh"] + h @ params["W_hh"]).detach()
+
+    args = {"xs": torch.randn(2, 3, 4, dtype=torch.float64), "state": [torch.randn(3, 5, dtype=torch.float64)],
+            "params": {"W_xh": torch.randn(4, 5, dtype=torch.float64), "W_hh": torch.randn(5, 5, dtype=torch.float64)},
+            "upstream": [torch.ones(2, 3, 5, dtype=torch.float64)]}
+    facts = _call("gru_cell", detached, args, how="recurrent_cell")
+    assert facts["grads"] is None and facts["grad_error"].startswith("the output does not require grad")

@@ -107,3 +107,12 @@ def test_sparse_and_nested_tensors_are_described_not_sent_as_meta() -> None:
         assert "$bad" in sent, sent
         assert protocol.decode(sent, {}).what == "a sparse or nested tensor, not a dense torch.Tensor"
     assert "$meta" in encoder(torch.empty(2, device="meta"))
+
+
+def test_every_harness_reply_has_a_schema() -> None:
+    """A harness without a schema lets a reply of any shape reach its suite (an internal grader error,
+    a free regrade): each one the worker has must be declared in ``REPLY_SCHEMAS``."""
+    from autograder.sandbox.session import REPLY_SCHEMAS
+    from autograder.worker.harness import HARNESSES
+
+    assert set(HARNESSES) <= set(REPLY_SCHEMAS)
