@@ -8,7 +8,10 @@ temporary directory, then graded in the sandbox exactly as ``grade`` does. Every
 (tests, workflows, the grader's own files) is reported and never executed.
 
 Stages: resolve refs → list changes → classify → read notebooks as data → grade each → summarise
-(Markdown for the job summary and the pull-request comment, JSON) → exit status.
+(Markdown for the job summary and the pull-request comment, JSON) → exit status. The report's
+model (total, minimum score, exit status) and both renderings are
+``autograder/report/pull_request.py``; this module reads git, sorts the changes, calls the engine
+and writes the files.
 
 Exit statuses (the same numbers as the other commands, plus one):
 
@@ -34,36 +37,22 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
 from autograder.course import registry
 from autograder.errors import INTERNAL, AutogradeError, GraderError, SandboxUnavailable, UnusableInput
-from autograder.report import render
-from autograder.report.common import clip, fraction, one_line, visible
-from autograder.report.json import as_data
-from autograder.report.markdown import STATUS_EMOJI, code_block, inline
+from autograder.report.common import clip, fraction, one_line
+from autograder.report.pull_request import EXIT_CANNOT_GRADE, Ignored, Outcome, Report, Submission, as_json, markdown
 from autograder.report.results import NotebookResult
-
-EXIT_OK, EXIT_INTERNAL, EXIT_CANNOT_GRADE, EXIT_BELOW_MIN_SCORE = 0, 1, 2, 3
-
-#: First line of the Markdown report; the workflow finds its own comment by it and updates it.
-COMMENT_MARKER = "<!-- autograder-ci -->"
-#: UTF-8 bytes of the Markdown. GitHub refuses comments over 65,536 characters, and the workflow
-#: passes the report base64-encoded through an environment variable (at most 128 KiB on Linux);
-#: past this the per-exercise details are left to the JSON report.
-COMMENT_LIMIT = 60_000
-#: Changes listed by name in the Markdown (the JSON keeps up to JSON_LIST_LIMIT).
-LIST_LIMIT = 50
-JSON_LIST_LIMIT = 1000
-SCHEMA = "autograder-ci/1"
 
 RELEASE_PREFIX = "assignments/"
 REGULAR_FILE_MODES = ("100644", "100755")
 MODE_NAMES = {"120000": "a symbolic link", "160000": "a submodule", "040000": "a directory"}
 CHANGE_NAMES = {"A": "added", "M": "modified", "D": "deleted", "T": "type changed", "U": "unmerged"}
+NOT_RUN_MESSAGE = "not graded: grading could not run"
 
 
 class CannotGrade(AutogradeError):
@@ -139,95 +128,17 @@ def max_points(assignment: str) -> int:
     return sum(e.points for e in registry.assignments()[assignment])
 
 
-@dataclass
-class Submission:
-    """A changed course notebook and what came of it."""
-
-    path: str
-    change: str
-    assignment: str
-    outcome: str = "pending"  # graded | unusable | error | deleted | not_run
-    message: str = ""
-    result: NotebookResult | None = None
-
-    @property
-    def score(self) -> float:
-        return self.result.score if self.result is not None else 0.0
-
-    @property
-    def max_score(self) -> float:
-        return self.result.max_score if self.result is not None else float(max_points(self.assignment))
-
-    @property
-    def scored(self) -> bool:
-        """Counts towards the total and the minimum score: what the pull request submitted."""
-        return self.outcome in ("graded", "unusable")
-
-
-@dataclass
-class Ignored:
-    path: str
-    change: str
-    reason: str = ""
-
-
-@dataclass
-class Report:
-    base: str = ""
-    head: str = ""
-    merge_base: str = ""
-    submissions: list[Submission] = field(default_factory=list)
-    ignored_notebooks: list[Ignored] = field(default_factory=list)
-    other_changes: list[Ignored] = field(default_factory=list)
-    failure: str = ""  # why grading could not run at all (exit 2)
-    min_score: float | None = None  # percent of each notebook's maximum
-
-    @property
-    def scored(self) -> list[Submission]:
-        return [s for s in self.submissions if s.scored]
-
-    @property
-    def score(self) -> float:
-        return round(sum(s.score for s in self.scored), 6)
-
-    @property
-    def max_score(self) -> float:
-        return sum(s.max_score for s in self.scored)
-
-    def below_min_score(self) -> list[Submission]:
-        if self.min_score is None:
-            return []
-        return [s for s in self.scored if s.max_score > 0 and 100 * s.score / s.max_score < self.min_score - 1e-9]
-
-    @property
-    def exit_code(self) -> int:
-        if self.failure:
-            return EXIT_CANNOT_GRADE
-        if any(s.outcome == "error" for s in self.submissions):
-            return EXIT_INTERNAL
-        if self.below_min_score():
-            return EXIT_BELOW_MIN_SCORE
-        return EXIT_OK
-
-    @property
-    def status(self) -> str:
-        if self.failure:
-            return "not_graded"
-        if not self.scored:
-            return "nothing_to_grade"  # no change to a course notebook, or only deletions
-        return "graded"
-
-
 def classify(report: Report, found: Sequence[Change]) -> None:
     notebooks = course_notebooks()
     for change in found:
         if change.path in notebooks:
-            submission = Submission(change.path, change.change, notebooks[change.path])
+            assignment = notebooks[change.path]
+            submission = Submission(change.path, change.change, assignment, max_points(assignment))
             if change.change == "deleted":
-                submission.outcome, submission.message = "deleted", "deleted by the pull request: nothing to grade"
+                submission.outcome, submission.message = Outcome.DELETED, "deleted by the pull request: nothing to grade"
             elif change.mode not in REGULAR_FILE_MODES:
                 what = MODE_NAMES.get(change.mode, f"a git object of mode {change.mode}")
-                submission.outcome = "unusable"
+                submission.outcome = Outcome.UNUSABLE
                 submission.message = f"the pull request makes this path {what}, not a notebook file; it was not read"
             report.submissions.append(submission)
         elif change.path.startswith(RELEASE_PREFIX) and change.path.endswith(".ipynb"):
@@ -252,7 +163,7 @@ def _engine() -> ModuleType:
 
 
 def grade(report: Report, repo: Path, changed: dict[str, Change], device: str, seed: int | None = None) -> None:
-    pending = [s for s in report.submissions if s.outcome == "pending"]
+    pending = [s for s in report.submissions if s.outcome == Outcome.PENDING]
     if not pending:
         return
     from autograder import hidden
@@ -261,7 +172,7 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str, s
     if refusal:  # the workflow restores the hidden suites first; without them nothing is scored
         report.failure = refusal
         for submission in pending:
-            submission.outcome, submission.message = "not_run", "not graded: grading could not run"
+            submission.outcome, submission.message = Outcome.NOT_RUN, NOT_RUN_MESSAGE
         return
     engine = _engine()
     from autograder import limits
@@ -271,29 +182,29 @@ def grade(report: Report, repo: Path, changed: dict[str, Change], device: str, s
     deadline = time.monotonic() + limits.CI_SECONDS
     for submission in pending:
         if report.failure:  # fail closed: nothing more is graded once grading cannot run
-            submission.outcome, submission.message = "not_run", "not graded: grading could not run"
+            submission.outcome, submission.message = Outcome.NOT_RUN, NOT_RUN_MESSAGE
             continue
         left = deadline - time.monotonic()
         if left < 30:
-            submission.outcome = "not_run"
+            submission.outcome = Outcome.NOT_RUN
             submission.message = (f"not graded: the pull request's notebooks used up the grading time budget "
                                   f"({limits.CI_SECONDS:g} s); grade fewer notebooks per pull request")
             continue
         try:
             submission.result = _grade_one(engine, repo, changed[submission.path], submission, device, seed,
                                            min(limits.SUBMISSION_SECONDS, left))
-            submission.outcome = "graded"
+            submission.outcome = Outcome.GRADED
         except UnusableInput as error:
-            submission.outcome, submission.message = "unusable", str(error)
+            submission.outcome, submission.message = Outcome.UNUSABLE, str(error)
         except (SandboxUnavailable, CannotGrade) as error:
             report.failure = f"sandbox unavailable: {error}" if isinstance(error, SandboxUnavailable) else str(error)
-            submission.outcome, submission.message = "not_run", "not graded: grading could not run"
+            submission.outcome, submission.message = Outcome.NOT_RUN, NOT_RUN_MESSAGE
         except GraderError as error:  # retried already; never a score
-            submission.outcome, submission.message = "error", clip(one_line(str(error)), 300)
+            submission.outcome, submission.message = Outcome.ERROR, clip(one_line(str(error)), 300)
         except Exception as error:  # noqa: BLE001 - a grader bug: reported, never the student's fault
             if os.environ.get("AUTOGRADER_DEBUG") == "1":
                 traceback.print_exc(file=sys.stderr)
-            submission.outcome, submission.message = "error", f"{INTERNAL}: {type(error).__name__}"
+            submission.outcome, submission.message = Outcome.ERROR, f"{INTERNAL}: {type(error).__name__}"
 
 
 def _grade_one(engine: ModuleType, repo: Path, change: Change, submission: Submission,
@@ -308,135 +219,6 @@ def _grade_one(engine: ModuleType, repo: Path, change: Change, submission: Submi
                                        seed=seed, **({"budget_s": budget_s} if budget_s is not None else {}))
     result.notebook = submission.path
     return result
-
-
-# ------------------------------------------------------------------------------------ reports
-def _short(commit: str) -> str:
-    return f"`{commit[:12]}`" if commit else "?"
-
-
-def _outcome_cell(submission: Submission) -> str:
-    if submission.outcome == "graded" and submission.result is not None:
-        statuses = {e.status for e in submission.result.exercises}
-        emoji = "✅" if statuses == {"passed"} else STATUS_EMOJI.get("partial" if submission.score > 0 else "failed")
-        return f"{emoji} graded" + ("" if submission.result.official else " (unofficial)")
-    return {
-        "unusable": "⚠️ could not be graded",
-        "error": f"💥 {INTERNAL}",
-        "deleted": "🗑️ deleted, not graded",
-        "not_run": "⏸️ not graded",
-    }.get(submission.outcome, inline(submission.outcome))
-
-
-def _score_cell(submission: Submission) -> str:
-    return fraction(submission.score, submission.max_score) if submission.scored else "—"
-
-
-def _listing(items: Sequence[Ignored], with_reason: bool) -> list[str]:
-    lines = []
-    for item in items[:LIST_LIMIT]:
-        reason = f" — {inline(item.reason)}" if with_reason and item.reason else ""
-        lines.append(f"- {inline(item.change)}: {inline(item.path)}{reason}")
-    if len(items) > LIST_LIMIT:
-        lines.append(f"- … and {len(items) - LIST_LIMIT} more")
-    return lines
-
-
-def _overview(report: Report) -> list[str]:
-    lines = [COMMENT_MARKER, "## 🎓 Autograder: pull request", ""]
-    if report.head:
-        lines += [f"Graded the notebooks that {_short(report.head)} changes since {_short(report.merge_base)}, "
-                  f"with the course's own grader and hidden tests; nothing else from the pull request was run.", ""]
-    if report.failure:
-        lines += ["> [!WARNING]", f"> **Grading could not run**: {inline(clip(report.failure, 500))}",
-                  "> This is not your fault, and no score was recorded; the course staff can see the failed run.", ""]
-    if not report.submissions and not report.failure:
-        lines += ["No course notebook under `assignments/` changed: nothing to grade.", ""]
-    if report.submissions:
-        lines += ["| Notebook | Change | Result | Score |", "|---|---|---|---:|"]
-        for s in report.submissions:
-            lines.append(f"| {inline(s.path)} | {inline(s.change)} | {_outcome_cell(s)} | {_score_cell(s)} |")
-        if report.scored:
-            lines.append(f"| **Total** | | | **{fraction(report.score, report.max_score)}** |")
-        lines.append("")
-    if report.min_score is not None and report.scored:
-        below = report.below_min_score()
-        verdict = "❌ not reached by " + ", ".join(inline(s.path) for s in below) if below else "✅ reached"
-        lines += [f"Minimum score: {report.min_score:g} % of each notebook — {verdict}.", ""]
-    return lines
-
-
-def _problems(report: Report) -> list[str]:
-    lines = []
-    problems = [s for s in report.submissions if s.outcome in ("unusable", "error")]
-    if problems:
-        lines += ["### Could not be graded", ""]
-        for s in problems:
-            lines += [f"**{inline(s.path)}**", "", code_block(s.message), ""]
-    if report.ignored_notebooks:
-        lines += ["### Notebooks not graded", ""] + _listing(report.ignored_notebooks, True) + [""]
-    if report.other_changes:
-        lines += ["### Other changes (reported, not run)", "",
-                  "The grader, its tests and the workflows come from the base branch; these changes are listed "
-                  "for the reviewer and were not executed.", ""]
-        lines += _listing(report.other_changes, False) + [""]
-    return lines
-
-
-def markdown(report: Report) -> str:
-    """The job summary and pull-request comment; the first line is :data:`COMMENT_MARKER`."""
-    # One section per graded notebook, as ``grade --format markdown`` renders it.
-    details = [line for s in report.submissions if s.result is not None for line in (render(s.result, "markdown"), "")]
-    full = "\n".join(_overview(report) + details + _problems(report))
-    if _size(full) <= COMMENT_LIMIT:
-        return full
-    # Too long for a comment: keep the overview and say where the rest is.
-    short = "\n".join(_overview(report) + ["The per-exercise details are too long for a comment: see the JSON "
-                                           "report of the grading run.", ""] + _problems(report))
-    limit = COMMENT_LIMIT
-    while _size(short) > COMMENT_LIMIT:  # clip counts characters; a character is up to 4 bytes
-        limit //= 2
-        short = clip(short, limit)
-    return short
-
-
-def _size(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def as_json(report: Report) -> dict[str, Any]:
-    def listed(items: Sequence[Ignored]) -> list[dict[str, str]]:
-        return [{"path": visible(i.path), "change": i.change, "reason": visible(i.reason)} for i in items[:JSON_LIST_LIMIT]]
-
-    return {
-        "schema": SCHEMA,
-        "status": report.status,
-        "exit_code": report.exit_code,
-        "failure": visible(report.failure),
-        "base": report.base,
-        "head": report.head,
-        "merge_base": report.merge_base,
-        "score": report.score,
-        "max_score": report.max_score,
-        "min_score_percent": report.min_score,
-        "below_min_score": [visible(s.path) for s in report.below_min_score()],
-        "notebooks": [
-            {
-                "path": visible(s.path),
-                "assignment": s.assignment,
-                "change": s.change,
-                "outcome": s.outcome,
-                "message": visible(s.message),
-                "score": s.score if s.scored else None,
-                "max_score": s.max_score,
-                "result": as_data(s.result) if s.result is not None else None,
-            }
-            for s in report.submissions
-        ],
-        "ignored_notebooks": listed(report.ignored_notebooks),
-        "other_changes": listed(report.other_changes),
-        "other_changes_total": len(report.other_changes),
-    }
 
 
 def _write(path: Path | None, text: str) -> None:

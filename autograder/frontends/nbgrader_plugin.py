@@ -14,11 +14,11 @@ usual commands keep working while no student code ever runs in an nbgrader kerne
 * Autograde: :class:`GradeWithEngine` replaces nbgrader's ``Execute``. It writes the sanitized
   notebook to a private temporary file and grades it with
   :func:`autograder.grading.engine.grade_notebook` (student code runs only in the bubblewrap sandbox, which
-  sees nothing of the course tree); each ``test_<exercise>`` cell gets the engine's feedback as its
-  output and the hidden-test region of its source removed. :class:`SaveEngineGrades` (a
-  ``SaveAutoGrades``) stores each cell's score from the engine's result, passed along in the
-  conversion's ``resources`` (never read back from anything the student could have written), with
-  partial credit.
+  sees nothing of the course tree); each ``test_<exercise>`` cell gets the engine's feedback
+  (:func:`autograder.report.cell_feedback.feedback_text`) as its output and the hidden-test region
+  of its source removed. :class:`SaveEngineGrades` (a ``SaveAutoGrades``) stores each cell's score
+  from the engine's result, passed along in the conversion's ``resources`` (never read back from
+  anything the student could have written), with partial credit.
 
 Statuses that are not an ordinary score (``autograder/report/flags.py``: forbidden, timed out,
 grader error, for review, unusable) reach the gradebook: the reason as the solution cell's comment,
@@ -61,14 +61,15 @@ from autograder.report import flags as flagging
 from autograder.frontends import stale
 from autograder.safeio import no_links_below
 from autograder.safeio import row as safe_row
-from autograder.report.common import clip, points, visible
+from autograder.report.cell_feedback import feedback_text
+from autograder.report.common import points
+from autograder.report.results import NotebookResult
 
 #: Key of the engine's results in the conversion's ``resources`` and in the autograded notebook's
 #: metadata (the full result, for instructors' tools; the feedback HTML does not show metadata).
 RESULTS_KEY = "autograder"
 BEGIN_HIDDEN = "BEGIN HIDDEN TESTS"
 END_HIDDEN = "END HIDDEN TESTS"
-MESSAGE_LIMIT = 2000  # characters of one message in a cell's output
 NOT_GRADED = ("Not graded by the autograder: no exercise of this assignment is named by this cell's "
               "grade id ({grade_id!r}), and student code never runs in nbgrader's kernel. "
               "Grade this cell by hand in formgrader.")
@@ -123,41 +124,6 @@ def cell_score(score: float, engine_max: float, cell_max: float) -> float:
         return 0.0
     value = score if engine_max == cell_max else score * cell_max / engine_max
     return float(min(max(value, 0.0), cell_max))
-
-
-def _block(text: str, indent: str) -> list[str]:
-    """Student-influenced text as indented lines: escaped (no terminal or control characters), clipped."""
-    body = clip(visible(text).rstrip(), MESSAGE_LIMIT)
-    return [indent + row for row in body.split("\n")]
-
-
-def feedback_text(exercise: dict[str, Any], errors: Iterable[str] = ()) -> str:
-    """What the student reads under an autograder-test cell: the engine's verdicts, never tests.
-
-    ``exercise`` is one entry of ``NotebookResult.to_json()["exercises"]``; ``errors`` the
-    notebook-level problems, shown under exercises that did not pass.
-    """
-    name = visible(exercise["name"])
-    lines = [f"{name}: {points(exercise['score'])} / {points(exercise['max_score'])} points "
-             f"({visible(exercise['status']).replace('_', ' ')})"]
-    if exercise.get("message"):
-        lines += _block(exercise["message"], "  ")
-    # Not attempted: every test fails for the one reason already given; listing them adds nothing.
-    tests = [] if exercise["status"] == "not_attempted" else exercise.get("tests", [])
-    for test in tests:
-        mark = "PASS" if test["passed"] else "FAIL"
-        test_name = visible(test["name"]).removeprefix("test_")
-        lines.append(f"  {mark}  {test_name} ({points(test['points'])} / {points(test['max_points'])})")
-        if not test["passed"] and test.get("message"):
-            lines += _block(test["message"], "        ")
-    errors = list(errors)
-    if errors and exercise["status"] != "passed":
-        lines.append("Problems with the notebook:")
-        for error in errors:
-            rows = _block(error, "    ")
-            lines += ["  - " + rows[0].lstrip(), *rows[1:]]
-    lines.append("(Graded by the course autograder in its sandbox; the hidden tests are not shown.)")
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------- only what was submitted
@@ -333,19 +299,18 @@ class GradeWithEngine(NbGraderPreprocessor):
         return result
 
 
-def apply_result(nb: NotebookNode, resources: ResourcesDict, result: Any, *, unusable: str | None = None,
+def apply_result(nb: NotebookNode, resources: ResourcesDict, result: NotebookResult, *, unusable: str | None = None,
                  log: Any = None) -> tuple[NotebookNode, ResourcesDict]:
     """Put the engine's ``result`` into the (sanitized) notebook and the conversion's resources:
     feedback as each test cell's output (hidden tests stripped), the full result, the digests the
     grade depends on (:mod:`~autograder.frontends.stale`) and the flags in the metadata."""
     info = resources["nbgrader"]
     data = result.to_json()
-    by_cell = {registry.TEST_PREFIX + e["name"]: e for e in data["exercises"]}
+    by_cell = {registry.TEST_PREFIX + e.name: e for e in result.exercises}
     found = flagging.for_failure("unusable", unusable) if unusable else flagging.from_result(result)
     resources[RESULTS_KEY] = {
         "result": data,
-        "scores": {cell: {"score": float(e["score"]), "max_score": float(e["max_score"])}
-                   for cell, e in by_cell.items()},
+        "scores": {cell: {"score": float(e.score), "max_score": float(e.max_score)} for cell, e in by_cell.items()},
         "flags": [vars(f) for f in found],
         "unscored": bool(unusable),
     }
@@ -363,11 +328,11 @@ def apply_result(nb: NotebookNode, resources: ResourcesDict, result: Any, *, unu
                 log.warning("Cell '%s' covers no exercise of the engine; it needs manual grading", grade_id)
             cell.outputs = [nbf.new_output("stream", name="stdout", text=NOT_GRADED.format(grade_id=grade_id) + "\n")]
             continue
-        score = cell_score(exercise["score"], exercise["max_score"], float(cell.metadata.nbgrader["points"]))
+        score = cell_score(exercise.score, exercise.max_score, float(cell.metadata.nbgrader["points"]))
         # The execute_result carries the score the way nbgrader's partial credit reads it, so
         # even nbgrader's stock SaveAutoGrades would record the engine's score.
         cell.outputs = [
-            nbf.new_output("stream", name="stdout", text=feedback_text(exercise, data["errors"])),
+            nbf.new_output("stream", name="stdout", text=feedback_text(exercise, result.errors)),
             nbf.new_output("execute_result", data={"text/plain": points(score)}, execution_count=None),
         ]
     return nb, resources
@@ -686,6 +651,5 @@ __all__ = [
     "PerDayLatePenalty",
     "RestoreCellMetadata",
     "SaveEngineGrades",
-    "feedback_text",
     "strip_hidden_tests",
 ]

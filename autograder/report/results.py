@@ -1,5 +1,5 @@
 """The one result model every report is rendered from (text, JSON, Markdown, Gradescope, JUnit,
-nbgrader gradebook, class report)."""
+nbgrader gradebook and cell feedback, class report, pull-request report)."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from traitlets.utils.importstring import import_item
 
 from autograder.frontends import nbgrader_plugin as plugin
 from autograder.course import registry
+from autograder.report.cell_feedback import feedback_text
 from autograder.report.results import ExerciseResult, NotebookResult
 from autograder.report.results import TestResult as Outcome  # aliased: pytest would collect a Test* name
 
@@ -108,21 +109,6 @@ def _result() -> NotebookResult:
             ]),
             ExerciseResult("cross_entropy", 0, 10, "timeout", [], message="`cross_entropy` did not finish within 20 s"),
         ])
-
-
-def test_feedback_text_shows_verdicts_and_messages_safely() -> None:
-    result = _result().to_json()
-    text = plugin.feedback_text(result["exercises"][0], result["errors"])
-    assert text.startswith("softmax: 7 / 10 points (partial)\n")
-    assert "PASS  values (7 / 7)" in text and "FAIL  stability (0 / 3)" in text
-    assert "Greatest absolute difference: nan" in text
-    assert "\x1b" not in text and "\\x1b[31mboom" in text  # student text cannot drive a terminal
-    not_attempted = plugin.feedback_text({"name": "softmax", "score": 0, "max_score": 10, "status": "not_attempted",
-                                          "message": "not implemented yet", "tests": result["exercises"][0]["tests"]})
-    assert not_attempted.split("\n")[:2] == ["softmax: 0 / 10 points (not attempted)", "  not implemented yet"]
-    assert "FAIL" not in not_attempted
-    timeout = plugin.feedback_text(result["exercises"][1])
-    assert "cross_entropy: 0 / 10 points (timeout)" in timeout and "did not finish within 20 s" in timeout
 
 
 def test_cell_score_is_the_engines_and_scales_only_on_a_points_mismatch() -> None:
@@ -235,7 +221,9 @@ def test_grade_with_engine_writes_feedback_and_strips_hidden_tests(tmp_path: Pat
                                                        "test_cross_entropy": {"score": 0.0, "max_score": 10.0}}
     assert nb.cells[0].source == "check(softmax)"
     stdout, score = nb.cells[0].outputs
-    assert stdout.name == "stdout" and stdout.text.startswith("softmax: 7 / 10 points (partial)")
+    assert stdout.name == "stdout" and stdout.text == feedback_text(_result().exercises[0], _result().errors)
+    assert stdout.text.startswith("softmax: 7 / 10 points (partial)")
+    assert nb.cells[1].outputs[0].text == feedback_text(_result().exercises[1], _result().errors)
     assert score.output_type == "execute_result" and score.data["text/plain"] == "7"
     assert nb.metadata[plugin.RESULTS_KEY]["result"]["exercises"][1]["status"] == "timeout"
 
@@ -634,8 +622,9 @@ def test_feedback_shows_the_engines_messages_and_no_hidden_tests(course: Course,
         assert marker not in page
     text = html.unescape(page)
     result = course.graded_result(student, assignment)
-    for exercise in result["exercises"]:
-        for line in plugin.feedback_text(exercise, result["errors"]).split("\n"):
+    typed = NotebookResult.from_json(result)
+    for exercise, typed_exercise in zip(result["exercises"], typed.exercises, strict=True):
+        for line in feedback_text(typed_exercise, typed.errors).split("\n"):
             assert line in text
         if exercise["status"] != "not_attempted":
             for test in exercise["tests"]:

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from autograder.frontends import ci
+from autograder.report import pull_request
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -141,7 +141,7 @@ def test_secrets_reach_only_the_steps_that_need_them() -> None:
 def test_the_comment_is_found_by_the_reports_marker() -> None:
     comment = _load(GRADE_PR)["jobs"]["comment"]
     [script] = [step["run"] for step in comment["steps"]]
-    assert f"marker='{ci.COMMENT_MARKER}'" in script
+    assert f"marker='{pull_request.COMMENT_MARKER}'" in script
     assert "github-actions[bot]" in script, "only our own comment is ever updated"
     assert "git " not in script and "make " not in script and "python" not in script, "the comment job runs no code"
     assert "--method PATCH" in script and "--method POST" in script
