@@ -6,10 +6,42 @@ error that is not the student's fault (see ``autograder/frontends/cli.py`` for t
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 #: How every report tells the student that the grader, not their code, failed.
 INTERNAL = "internal grader error (not your fault)"
 #: The same, addressed to the person running the grader.
 INTERNAL_FOR_STAFF = "internal grader error (not the student's fault)"
+#: The head of the one line that reports a :class:`GraderError` (see :meth:`GraderError.line`).
+GRADER_ERROR = "grader error (not your fault)"
+
+
+class OutcomeKind(StrEnum):
+    """How a hidden test ended, when it did not simply pass: the kinds of the student's code's
+    failures (a ``StudentError`` of the sandbox session: the first six), a hidden check that failed,
+    a test the grader skipped, and the grader's own failures (never scored)."""
+
+    NONE = ""  # passed: a test that did not pass always has a kind
+    EXCEPTION = "exception"
+    NOT_IMPLEMENTED = "not_implemented"
+    MISSING = "missing"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+    PROTOCOL = "protocol"
+    FAILURE = "failure"  # an assertion of the hidden suite: the verdict on a wrong result
+    SKIPPED = "skipped"
+    INTERNAL = "internal"  # the hidden suite itself raised (or a test did not run)
+    GRADER = "grader"  # a GraderError: the grader could not judge
+
+    @property
+    def not_attempted(self) -> bool:
+        """The function is still the stub, or is not defined at all."""
+        return self in (OutcomeKind.NOT_IMPLEMENTED, OutcomeKind.MISSING)
+
+    @property
+    def grader_failed(self) -> bool:
+        """The grader, not the student's code, failed: no verdict."""
+        return self in (OutcomeKind.GRADER, OutcomeKind.INTERNAL)
 
 
 class AutogradeError(Exception):
@@ -34,3 +66,7 @@ class GraderError(AutogradeError):
 
     Never a score: the grading is reported as an error that is not the student's fault (exit 1,
     status ``error``, nothing recorded as a grade), after the retries that could help."""
+
+    def line(self) -> str:
+        """The one line that reports it, headed by :data:`GRADER_ERROR` (once)."""
+        return self.message if self.message.startswith(GRADER_ERROR) else f"{GRADER_ERROR}: {self.message}"

@@ -4,7 +4,7 @@ by ``tests/suites/test_implementations.py`` (the first eight exercises, 20 seeds
 is checked.
 
 Fast on purpose: one warm (sandboxed where possible) worker holds every fixture module, each in a
-namespace of its own; one pytest session holds every suite (``SuiteServer``); the exercise's name
+namespace of its own; one pytest session holds every suite (``SuiteRunner``); the exercise's name
 is bound to one implementation after another (``StudentSession.rebind``), each implementation and
 seed graded as a submission of its own (``reset_budgets``).
 """
@@ -21,7 +21,7 @@ from typing import Iterator
 
 from autograder.course import registry
 from autograder.grading import engine
-from autograder.grading.suite_server import SuiteServer
+from autograder.grading.runner import Collector, Outcome, SuiteRunner
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox.session import Cell, StudentSession
 from autograder.submission.scan import scan
@@ -69,7 +69,7 @@ def _bind(session: StudentSession, exercise: registry.Exercise, function: str) -
     session.rebind(exercise.name, f"{exercise.name} = {exercise.name}__fixtures.{function}")
 
 
-def warm_grader(exercises: list[registry.Exercise]) -> Iterator[tuple[StudentSession, SuiteServer]]:
+def warm_grader(exercises: list[registry.Exercise]) -> Iterator[tuple[StudentSession, SuiteRunner]]:
     """For a module-scoped fixture: a warm session holding the fixture modules of ``exercises``,
     and the suite server."""
     sandboxed = sandbox.unavailable_reason() is None
@@ -79,7 +79,7 @@ def warm_grader(exercises: list[registry.Exercise]) -> Iterator[tuple[StudentSes
                              forbidden={e.name: engine._worker_spec(e) for e in exercises},
                              sentinels=sorted({s for e in exercises for s in engine._sentinels(e)}),
                              call_timeout=max(e.timeout_s for e in exercises))
-    server = SuiteServer()
+    server = SuiteRunner().start()
     try:
         session.start()
         assert not session.load_problems, session.load_problems
@@ -91,16 +91,16 @@ def warm_grader(exercises: list[registry.Exercise]) -> Iterator[tuple[StudentSes
             lease.release()
 
 
-def _outcomes(session: StudentSession, server: SuiteServer, exercise: registry.Exercise,
-              seed: int) -> dict[str, engine.Outcome]:
+def _outcomes(session: StudentSession, server: SuiteRunner, exercise: registry.Exercise,
+              seed: int) -> dict[str, Outcome]:
     session.reset_budgets()  # each implementation and seed is a submission of its own
-    collector = engine._Collector(session, seed, "cpu", ["meta"])
+    collector = Collector(session, seed, "cpu", ["meta"])
     server([exercise], collector)
-    return {test: collector.outcomes.get((exercise.name, test), engine.Outcome(False, "did not run"))
+    return {test: collector.outcomes.get((exercise.name, test), Outcome(False, "did not run"))
             for test in exercise.tests}
 
 
-def _failing(outcomes: dict[str, engine.Outcome]) -> dict[str, str]:
+def _failing(outcomes: dict[str, Outcome]) -> dict[str, str]:
     return {test: outcome.message for test, outcome in outcomes.items() if not outcome.passed}
 
 
@@ -120,7 +120,7 @@ def _verdict_problems(function: str, expected: dict[str, str], exact: bool,
     return problems
 
 
-def verdict_problems(session: StudentSession, server: SuiteServer, exercise: registry.Exercise) -> list[str]:
+def verdict_problems(session: StudentSession, server: SuiteRunner, exercise: registry.Exercise) -> list[str]:
     """Every correct and buggy implementation of ``exercise`` on each of its seeds, and the stub:
     what deviates from the module's expectations."""
     module = fixture_module(exercise.name)
@@ -150,7 +150,7 @@ def verdict_problems(session: StudentSession, server: SuiteServer, exercise: reg
 CHEATS = [(e, f) for e in EXERCISES for f in functions(e.name, "cheat_")]
 
 
-def cheat_problems(session: StudentSession, server: SuiteServer, exercise: registry.Exercise,
+def cheat_problems(session: StudentSession, server: SuiteRunner, exercise: registry.Exercise,
                    function: str) -> list[str]:
     """A cheat must be caught by the static scan or the recorders (by the recorders, naming the
     routine, where ``EXPECTED_FORBIDDEN`` says which)."""

@@ -193,8 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: {error} ({SANDBOX_HINT})")
         return EXIT_UNUSABLE
     except GraderError as error:  # never a score: not the student's fault, and said so
-        message = str(error)
-        _say(message if "not your fault" in message else f"grader error (not your fault): {message}")
+        _say(error.line())
         return EXIT_INTERNAL
     except OSError as error:
         if getattr(args, "output", None) is not None and error.filename == str(args.output):

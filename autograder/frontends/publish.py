@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 from autograder import hidden
 from autograder.course import registry
-from autograder.errors import UnusableInput
+from autograder.errors import INTERNAL, UnusableInput
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ".github/workflows/grade-pr.yml"
@@ -194,7 +194,7 @@ def readme(names: list[str]) -> str:
         total = sum(e.points for e in exercises)
         rows.append(f"| [`{path}`]({path}) | {functions} | {total} |")
     first = names[0] if names else "assignments/ID/NOTEBOOK.ipynb"
-    return README.format(table="\n".join(rows), first=first)
+    return README.format(table="\n".join(rows), first=first, internal=INTERNAL)
 
 
 README = """\
@@ -280,7 +280,7 @@ A comment on your pull request, updated after every push, shows:
   where, by how much, and what was allowed. It never shows the hidden inputs or the tests' code.
 
 `could not be graded` means the notebook itself could not be read (not valid JSON, say): fix the file
-and push again. A line saying *internal grader error (not your fault)*, or *grading could not run*,
+and push again. A line saying *{internal}*, or *grading could not run*,
 is the course's problem, not yours: tell the course staff, and nothing is counted against you. The
 score in the comment is the grader's; your course staff tell you which push counts.
 """

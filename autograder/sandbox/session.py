@@ -22,18 +22,19 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from autograder.errors import GraderError
+from autograder.errors import GraderError, OutcomeKind
 from autograder import limits as bounds
 from autograder.safeio import exception_summary, gradient_note, scrub
 from autograder.course import registry
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.worker import protocol
 
-ErrorKind = Literal["exception", "not_implemented", "missing", "timeout", "crashed", "protocol"]
+#: The kinds of failure the worker reports of the student's function (any other reply: ``EXCEPTION``).
+WORKER_KINDS = (OutcomeKind.EXCEPTION, OutcomeKind.NOT_IMPLEMENTED, OutcomeKind.MISSING)
 
 
 class StudentError(Exception):
@@ -42,9 +43,9 @@ class StudentError(Exception):
     ``message`` is one line, safe to show the student (it names the exception type and the
     student's own line, never hidden inputs)."""
 
-    def __init__(self, kind: ErrorKind, message: str, detail: str = "") -> None:
+    def __init__(self, kind: OutcomeKind, message: str, detail: str = "") -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind = OutcomeKind(kind)  # one of the first six kinds
         self.message = message
         self.detail = detail  # the student's traceback (their own code only), for the report
 
@@ -234,7 +235,7 @@ class WorkerProcess:
         submission's budgets: past either, the call is stopped like a timeout. The CPU seconds the
         call used are left in ``self.last_cpu``."""
         if self.dead:
-            raise StudentError("crashed", self.dead)
+            raise StudentError(OutcomeKind.CRASHED, self.dead)
         header = {**header, "id": secrets.token_hex(8)}
         box: dict[str, Any] = {}
 
@@ -270,11 +271,11 @@ class WorkerProcess:
             if cpu > timeout:
                 self.kill(f"used more than {timeout:g} s of CPU time and was stopped")
                 thread.join(5)
-                raise StudentError("timeout", self.dead or "timed out")
+                raise StudentError(OutcomeKind.TIMEOUT, self.dead or "timed out")
             if (deadline is not None and time.monotonic() > deadline) or (cpu_left is not None and cpu > cpu_left):
                 self.kill("stopped: the submission's time budget ran out")
                 thread.join(5)
-                raise StudentError("timeout", self.dead or "timed out")
+                raise StudentError(OutcomeKind.TIMEOUT, self.dead or "timed out")
             if wall > self.WALL_FACTOR * timeout + self.WALL_EXTRA_S:
                 if machine_starved(cpu, waited, wall):
                     # Runnable but not running: other load on the machine, not this code. The call
@@ -290,16 +291,16 @@ class WorkerProcess:
                 self.kill(f"did not finish within {wall:.0f} s (it waited or slept, using {cpu:.1f} s of CPU) "
                           "and was stopped")
                 thread.join(5)
-                raise StudentError("timeout", self.dead or "timed out")
+                raise StudentError(OutcomeKind.TIMEOUT, self.dead or "timed out")
             thread.join(self.POLL_S)
         if "reply" in box:
             return box["reply"]
         error = box.get("error")
         if isinstance(error, protocol.ProtocolError):
             self.kill(f"the worker's reply was malformed ({error})")
-            raise StudentError("protocol", self.dead or "malformed reply")
+            raise StudentError(OutcomeKind.PROTOCOL, self.dead or "malformed reply")
         self.kill(self._death_reason())
-        raise StudentError("crashed", self.dead or "the worker ended")
+        raise StudentError(OutcomeKind.CRASHED, self.dead or "the worker ended")
 
     def usage(self) -> tuple[float, float]:
         """(CPU seconds, seconds waiting for a CPU) of this worker's sandbox so far."""
@@ -408,15 +409,15 @@ class StudentSession:
         if self.worker is not None:
             self.worker.kill(message)
         self.strikes.setdefault(function, []).append(message)
-        return StudentError("protocol", message)
+        return StudentError(OutcomeKind.PROTOCOL, message)
 
     def _spent(self) -> bool:
         return self.remaining() <= 0 or self.cpu_used >= self.cpu_budget_s
 
     def _out_of_time(self, what: str) -> StudentError:
         self.out_of_time = True
-        return StudentError("timeout", f"{what}: the submission used up its time budget ({self.budget_s:g} s of wall "
-                                       f"clock, {self.cpu_budget_s:g} s of CPU)")
+        return StudentError(OutcomeKind.TIMEOUT, f"{what}: the submission used up its time budget "
+                            f"({self.budget_s:g} s of wall clock, {self.cpu_budget_s:g} s of CPU)")
 
     def _ask(self, worker: WorkerProcess, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
              timeout: float) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -434,7 +435,7 @@ class StudentSession:
             if self._spent():
                 raise self._out_of_time("not run")
             if self.restarts > self.MAX_RESTARTS:
-                raise StudentError("crashed", "the notebook's code crashed the worker too many times; gave up")
+                raise StudentError(OutcomeKind.CRASHED, "the notebook's code crashed the worker too many times; gave up")
             self.restarts += 1
             worker = self._fresh_worker()
             self.worker = worker
@@ -487,7 +488,7 @@ class StudentSession:
             reply, _ = self.worker.request({"op": "exec", "source": source, "filename": f"<{cell.label}>"},
                                            None, self.load_timeout)
             if not reply.get("ok"):
-                raise StudentError("exception", str((reply.get("error") or {}).get("message", "failed")))
+                raise StudentError(OutcomeKind.EXCEPTION, str((reply.get("error") or {}).get("message", "failed")))
 
     def _fresh_worker(self) -> WorkerProcess:
         """A started worker that has answered its set-up request. No student code has run yet, so
@@ -528,12 +529,12 @@ class StudentSession:
         function = header["function"]
         strikes = self.strikes.get(function, [])
         if len(strikes) >= self.MAX_STRIKES:
-            raise StudentError("crashed" if "timeout" not in strikes[-1] else "timeout",
+            raise StudentError(OutcomeKind.CRASHED if "timeout" not in strikes[-1] else OutcomeKind.TIMEOUT,
                                f"not run again: {strikes[-1]}")
         if self._spent():
             raise self._out_of_time(f"`{function}` not called")
         if self.reply_budget.left <= 0:
-            raise StudentError("protocol", f"`{function}` not called: the worker's replies exceeded "
+            raise StudentError(OutcomeKind.PROTOCOL, f"`{function}` not called: the worker's replies exceeded "
                                f"{self.reply_budget.total >> 20} MiB for this submission")
         self.start()
         assert self.worker is not None
@@ -547,13 +548,13 @@ class StudentSession:
             if self._spent():
                 raise self._out_of_time(f"`{function}` stopped") from None
             self.strikes.setdefault(function, []).append(
-                ("timeout: " if exc.kind == "timeout" else "") + exc.message)
+                ("timeout: " if exc.kind == OutcomeKind.TIMEOUT else "") + exc.message)
             raise StudentError(exc.kind, f"`{function}` {exc.message}") from None
         if not isinstance(reply, dict) or not reply.get("ok"):
             error = reply.get("error") if isinstance(reply, dict) else None
             error = error if isinstance(error, dict) else {}
-            kind = error.get("kind") if error.get("kind") in ("exception", "not_implemented", "missing") else "exception"
-            if kind == "missing":  # said by the grader, not in the worker's words
+            kind = OutcomeKind(error["kind"]) if error.get("kind") in WORKER_KINDS else OutcomeKind.EXCEPTION
+            if kind == OutcomeKind.MISSING:  # said by the grader, not in the worker's words
                 raise StudentError(kind, f"`{function}` is not defined in the notebook (or is not a function)")
             message = error.get("message", "failed")
             if header.get("device") == "meta" and not self.full_messages:

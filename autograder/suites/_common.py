@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from autograder.errors import OutcomeKind
 from autograder.sandbox.session import StudentError, StudentSession, VJPResult
 from autograder.grading.compare import fail
 
@@ -167,7 +168,7 @@ def _on_device(student: StudentSession, device: str, function: str, call: Callab
     try:
         return call()
     except StudentError as error:
-        if error.kind not in ("exception", "not_implemented"):
+        if error.kind not in (OutcomeKind.EXCEPTION, OutcomeKind.NOT_IMPLEMENTED):
             raise
         if device == "meta" and any(p in error.message for p in _META_INCONCLUSIVE):
             return None

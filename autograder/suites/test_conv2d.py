@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from autograder.errors import OutcomeKind
 from autograder.grading.compare import expect_close, expect_equal, expect_gradient, expect_like, fail
 from autograder.sandbox.session import StudentError
 from autograder.suites._common import (FLOAT32, FLOAT64, dtype_text, normal, reference_output, reference_vjp,
@@ -156,7 +157,7 @@ def test_edge_cases(student, rng, device, exercise):
             _check_values(student, _inputs(rng, shape, stride, padding, bias), device, exercise, hint,
                           case=f" ({what})")
         except StudentError as error:
-            if bias or error.kind != "exception":
+            if bias or error.kind != OutcomeKind.EXCEPTION:
                 raise
             fail(f"with b=None, `{EXERCISE}` {error.message}", hint=HINT_NO_BIAS)
     for layout in ("transposed", "strided"):  # views with other strides: same values

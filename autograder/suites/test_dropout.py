@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from autograder.course.hints import DROPOUT_EDGE_ONE as HINT_EDGE_ONE, DROPOUT_EDGE_ZERO as HINT_EDGE_ZERO
+from autograder.errors import OutcomeKind
 from autograder.sandbox.session import StudentError
 from autograder.grading.compare import (expect, expect_close, expect_equal, expect_gradient, expect_like, fail,
                                         has_nonfinite)
@@ -226,7 +227,7 @@ def test_invalid_p(student, rng, device, exercise):
         try:
             student.vjp(EXERCISE, {"X": X, "drop_prob": p}, device=device)
         except StudentError as error:
-            if error.kind != "exception":
+            if error.kind != OutcomeKind.EXCEPTION:
                 raise
             expect(any(name in error.message for name in ACCEPTED_ERRORS),
                    f"dropout(X, drop_prob={p}) raised {error.message.split(':')[0]}, expected ValueError or "

@@ -440,14 +440,14 @@ def test_a_slot_whose_zygote_dies_is_restarted_cold(tmp_path: Path) -> None:
     _sandbox()
     from autograder.sandbox import forkserver
     from autograder.grading.engine import grade_notebook
-    from autograder.grading.suite_server import SuiteServer
+    from autograder.grading.runner import SuiteRunner
 
     correct = _write(tmp_path, "a", _correct())
     slow = _correct()
     [cell] = [c for c in slow["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "softmax"]
     cell["source"] = SLOW_SOFTMAX
     slow_path = _write(tmp_path, "b", slow)
-    server = SuiteServer()
+    server = SuiteRunner().start()
     with forkserver.Slot(SLOT + 1) as slot:
         first = grade_notebook(correct, seed=SEED, launcher=slot, run_suites=server)
         assert first.score == 20 and slot.starts == 1

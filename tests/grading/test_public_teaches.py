@@ -58,9 +58,9 @@ def test_public_check_catches_common_mistakes_and_passes_correct_code(name: str)
 
 def _hints_of(name: str) -> set[str]:
     """The hints the graded tests of ``name`` give, as the hidden suite holds them."""
-    from autograder.grading import engine
+    from autograder.grading import runner
 
-    source = (engine.SUITES / f"test_{name}.py").read_text(encoding="utf-8")
+    source = (runner.SUITES / f"test_{name}.py").read_text(encoding="utf-8")
     return {value for key, value in vars(hints).items() if key.startswith(name.upper() + "_")
             and f"{key} as HINT_" in source}
 

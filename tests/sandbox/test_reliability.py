@@ -27,7 +27,7 @@ import pytest
 
 from autograder.course import registry
 from autograder.frontends import cli
-from autograder.grading import engine
+from autograder.grading import engine, runner
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import session as client
 from autograder.errors import GraderError
@@ -184,7 +184,7 @@ def test_worker_that_cannot_start_is_a_grader_error_not_a_crash(monkeypatch):
 
 def _suites_without(tmp_path: Path, name: str, replacement: str | None) -> Path:
     copy = tmp_path / "suites"
-    shutil.copytree(engine.SUITES, copy)
+    shutil.copytree(runner.SUITES, copy)
     target = copy / f"test_{name}.py"
     if replacement is None:
         target.unlink()
@@ -200,7 +200,7 @@ def _suites_without(tmp_path: Path, name: str, replacement: str | None) -> Path:
     ("raise ImportError('no reference')\n", "did not run"),
 ])
 def test_missing_or_damaged_suite_refuses_with_exit_1(tmp_path, monkeypatch, capsys, replacement, words):
-    monkeypatch.setattr(engine, "SUITES", _suites_without(tmp_path, "softmax", replacement))
+    monkeypatch.setattr(runner, "SUITES", _suites_without(tmp_path, "softmax", replacement))
     status = cli.main(["grade", str(SOLUTION), "--no-sandbox"])
     err = capsys.readouterr().err
     assert status == cli.EXIT_INTERNAL

@@ -7,7 +7,7 @@ The batch, as stages:
 3. **grade** the rest in parallel (``local.py``: a process pool on this machine; ``ray_executor.py``:
    Ray actors on a local instance or a cluster), each grader owning one sandbox slot with a warm
    fork server (``autograder/sandbox/forkserver.py``) and one long-lived pytest session
-   (``autograder/grading/suite_server.py``), saving each record as soon as it exists;
+   (``autograder/grading/runner.py``), saving each record as soon as it exists;
 4. **report**: CSV tables, the class report (HTML), optionally the nbgrader gradebook.
 
 This process never imports torch or runs student code: it reads files, dispatches and writes.

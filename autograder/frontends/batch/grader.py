@@ -48,9 +48,9 @@ class SlotGrader:
         self.device = device
         self.slot = forkserver.Slot(self.slot_number, device=self._worker_device(device))
         self.slot.start()  # the sandbox imports torch while this process imports the engine
-        from autograder.grading.suite_server import SuiteServer
+        from autograder.grading.runner import SuiteRunner
 
-        self.suites = SuiteServer()
+        self.suites = SuiteRunner().start()  # every suite, collected once for the life of this grader
         try:
             self.slot.ensure()
         except forkserver.SlotError as exc:  # reported by every grading on this slot until it starts
