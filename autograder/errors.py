@@ -1,12 +1,19 @@
 """Errors the grader reports to its user as one line, not as a traceback.
 
 Anything else that escapes the engine is a grader bug: the command line reports it as an internal
-error that is not the student's fault (see ``autograder/frontends/cli.py`` for the exit statuses).
+error that is not the student's fault (exit statuses: ``EXIT_*`` below).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+#: The exit statuses of every command (``grade``, ``grade-batch``, ``ci``, ``check``): 0 graded (a
+#: low score included); 1 a grader error, nothing scored (not the student's fault; run again);
+#: 2 nothing could be graded (unusable input, no sandbox, bad arguments); 3 (``ci --min-score``)
+#: graded, but a notebook is below the minimum score.
+EXIT_OK, EXIT_INTERNAL, EXIT_CANNOT_GRADE, EXIT_BELOW_MIN_SCORE = 0, 1, 2, 3
+EXIT_UNUSABLE = EXIT_CANNOT_GRADE
 
 #: How every report tells the student that the grader, not their code, failed.
 INTERNAL = "internal grader error (not your fault)"

@@ -45,7 +45,8 @@ from typing import Any, Sequence
 from autograder.course import registry
 from autograder.errors import INTERNAL, AutogradeError, GraderError, SandboxUnavailable, UnusableInput
 from autograder.report.common import clip, fraction, one_line
-from autograder.report.pull_request import EXIT_CANNOT_GRADE, Ignored, Outcome, Report, Submission, as_json, markdown
+from autograder.errors import EXIT_CANNOT_GRADE
+from autograder.report.pull_request import Ignored, Outcome, Report, Submission, as_json, markdown
 from autograder.report.results import NotebookResult
 
 RELEASE_PREFIX = "assignments/"

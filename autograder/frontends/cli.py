@@ -27,12 +27,12 @@ from autograder import hidden
 from autograder.frontends import publish
 from autograder.course import registry
 from autograder.frontends import batch, ci
-from autograder.errors import INTERNAL_FOR_STAFF, GraderError, SandboxUnavailable, UnusableInput
+from autograder.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNUSABLE, INTERNAL_FOR_STAFF, GraderError,
+                               SandboxUnavailable, UnusableInput)
 from autograder.report import FORMATS, render, text
 from autograder.report.common import clip, one_line
 from autograder.report.results import NotebookResult
 
-EXIT_OK, EXIT_INTERNAL, EXIT_UNUSABLE = 0, 1, 2
 SUBMISSIONS = Path(__file__).resolve().parents[2] / "examples" / "submissions"
 SANDBOX_HINT = "use --no-sandbox for an unofficial run that does not count"
 DEMO_BANNER = "UNOFFICIAL DEMO: no sandbox here, so the submissions are graded without it; these scores do not count."

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Sequence
 
-from autograder.errors import INTERNAL
+from autograder.errors import EXIT_BELOW_MIN_SCORE, EXIT_CANNOT_GRADE, EXIT_INTERNAL, EXIT_OK, INTERNAL
 from autograder.report.common import clip, fraction, visible
 from autograder.report.json import as_data
 from autograder.report.markdown import STATUS_EMOJI, code_block, inline
 from autograder.report.markdown import render as notebook_section
 from autograder.report.results import NotebookResult, Status
 
-EXIT_OK, EXIT_INTERNAL, EXIT_CANNOT_GRADE, EXIT_BELOW_MIN_SCORE = 0, 1, 2, 3
 
 #: First line of the Markdown report; the workflow finds its own comment by it and updates it.
 COMMENT_MARKER = "<!-- autograder-ci -->"

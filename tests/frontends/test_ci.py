@@ -30,6 +30,7 @@ import pytest
 from autograder.frontends import ci
 from autograder.frontends import cli
 from autograder.course import registry
+from autograder import errors
 from autograder.errors import SandboxUnavailable, UnusableInput
 from autograder.report import pull_request
 from autograder.report.results import ExerciseResult, NotebookResult
@@ -172,7 +173,7 @@ def test_one_notebook_is_read_from_the_head_as_data_and_graded(scratch: Scratch,
     head = scratch.pull_request(lambda s: s.write(RL, submitted))
     status, md, report = run_ci(scratch, tmp_path)
 
-    assert status == pull_request.EXIT_OK
+    assert status == errors.EXIT_OK
     assert len(engine.calls) == 1
     call = engine.calls[0]
     # The head's bytes, not the checked-out main's; official grading; the assignment from the path.
@@ -215,7 +216,7 @@ def test_several_notebooks_each_graded_with_a_total(scratch: Scratch, tmp_path: 
     engine.behaviour = lambda path, kw: result_for(kw["assignment"], 1.0 if kw["assignment"] == NOTEBOOKS[RL] else 0.0)
     status, md, report = run_ci(scratch, tmp_path)
 
-    assert status == pull_request.EXIT_OK  # a zero is a score, not a red build
+    assert status == errors.EXIT_OK  # a zero is a score, not a red build
     assert sorted(c["assignment"] for c in engine.calls) == sorted([NOTEBOOKS[RL], NOTEBOOKS[ATTENTION]])
     rl_max = registry.BY_NAME["q_learning_update"].points
     att_max = sum(e.points for e in registry.assignments()[NOTEBOOKS[ATTENTION]])
@@ -232,7 +233,7 @@ def test_several_notebooks_each_graded_with_a_total(scratch: Scratch, tmp_path: 
 def test_no_notebook_changed_grades_nothing(scratch: Scratch, tmp_path: Path, engine: FakeEngine) -> None:
     scratch.pull_request(lambda s: s.write("README.md", "# my notes\n"))
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK and engine.calls == []
+    assert status == errors.EXIT_OK and engine.calls == []
     assert "nothing to grade" in md
     assert report["status"] == "nothing_to_grade" and report["notebooks"] == []
     assert report["score"] == 0 and report["max_score"] == 0
@@ -242,7 +243,7 @@ def test_no_notebook_changed_grades_nothing(scratch: Scratch, tmp_path: Path, en
 def test_a_deleted_notebook_is_reported_not_graded(scratch: Scratch, tmp_path: Path, engine: FakeEngine) -> None:
     scratch.pull_request(lambda s: s.remove(RL))
     status, md, report = run_ci(scratch, tmp_path, "--min-score", "50")
-    assert status == pull_request.EXIT_OK and engine.calls == []  # nothing submitted, so no minimum to miss
+    assert status == errors.EXIT_OK and engine.calls == []  # nothing submitted, so no minimum to miss
     assert table_rows(md)[RL][:3] == ["deleted", "🗑️ deleted, not graded", "—"]
     notebook = by_path(report)[RL]
     assert notebook["outcome"] == "deleted" and notebook["score"] is None
@@ -260,7 +261,7 @@ def test_changes_outside_notebooks_are_reported_not_executed(scratch: Scratch, t
 
     scratch.pull_request(work)
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK and engine.calls == []
+    assert status == errors.EXIT_OK and engine.calls == []
     listed = {c["path"]: c["change"] for c in report["other_changes"]}
     assert listed == {"assignments/07_rl/helper.py": "added", "autograder/grading/engine.py": "modified",
                       "conftest.py": "added", ".github/workflows/grade-pr.yml": "added"}
@@ -274,7 +275,7 @@ def test_other_notebooks_under_assignments_are_not_graded(scratch: Scratch, tmp_
                                                           engine: FakeEngine) -> None:
     scratch.pull_request(lambda s: s.write("assignments/07_rl/rl-copy.ipynb", notebook_bytes("copy")))
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK and engine.calls == []
+    assert status == errors.EXIT_OK and engine.calls == []
     [ignored] = report["ignored_notebooks"]
     assert ignored["path"] == "assignments/07_rl/rl-copy.ipynb" and "not one of the course's notebooks" in ignored["reason"]
     assert "### Notebooks not graded" in md and RL.replace("_", "\\_").replace(".", "\\.") in md
@@ -286,7 +287,7 @@ def test_changes_on_the_base_branch_since_the_fork_are_not_the_students(scratch:
     scratch.write(ATTENTION, notebook_bytes("instructor fix after the fork"))
     scratch.commit("instructor update")
     status, _, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK
+    assert status == errors.EXIT_OK
     assert set(by_path(report)) == {RL}
     assert report["merge_base"] != report["base"]
 
@@ -299,7 +300,7 @@ def test_notebook_messages_do_not_name_the_temporary_copy(scratch: Scratch, tmp_
     engine.behaviour = unusable
     scratch.pull_request(lambda s: s.write(RL, b"not json at all"))
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK  # the student's to fix, not an infrastructure failure
+    assert status == errors.EXIT_OK  # the student's to fix, not an infrastructure failure
     notebook = by_path(report)[RL]
     assert notebook["outcome"] == "unusable" and notebook["score"] == 0
     assert notebook["max_score"] == registry.BY_NAME["q_learning_update"].points
@@ -316,15 +317,15 @@ def test_min_score(scratch: Scratch, tmp_path: Path, engine: FakeEngine) -> None
     percent = 100 * first / points.points
 
     status, md, report = run_ci(scratch, tmp_path, "--min-score", f"{percent + 1}")
-    assert status == pull_request.EXIT_BELOW_MIN_SCORE
-    assert report["below_min_score"] == [RL] and report["exit_code"] == pull_request.EXIT_BELOW_MIN_SCORE
+    assert status == errors.EXIT_BELOW_MIN_SCORE
+    assert report["below_min_score"] == [RL] and report["exit_code"] == errors.EXIT_BELOW_MIN_SCORE
     assert "not reached by" in md
 
     status, md, report = run_ci(scratch, tmp_path, "--min-score", f"{percent}")
-    assert status == pull_request.EXIT_OK and report["below_min_score"] == [] and "✅ reached" in md
+    assert status == errors.EXIT_OK and report["below_min_score"] == [] and "✅ reached" in md
 
     status, _, _ = run_ci(scratch, tmp_path)  # without --min-score, any score passes
-    assert status == pull_request.EXIT_OK
+    assert status == errors.EXIT_OK
 
 
 def test_no_sandbox_fails_closed_and_says_so(scratch: Scratch, tmp_path: Path, engine: FakeEngine) -> None:
@@ -334,7 +335,7 @@ def test_no_sandbox_fails_closed_and_says_so(scratch: Scratch, tmp_path: Path, e
     engine.behaviour = no_sandbox
     scratch.pull_request(lambda s: (s.write(RL, notebook_bytes("a")), s.write(ATTENTION, notebook_bytes("b"))))
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_CANNOT_GRADE
+    assert status == errors.EXIT_CANNOT_GRADE
     assert len(engine.calls) == 1  # nothing more is tried once the sandbox is gone
     assert report["status"] == "not_graded" and "bubblewrap" in report["failure"]
     assert {n["outcome"] for n in report["notebooks"]} == {"not_run"}
@@ -351,7 +352,7 @@ def test_a_grader_bug_is_exit_1_and_the_other_notebooks_are_still_graded(scratch
     engine.behaviour = buggy
     scratch.pull_request(lambda s: (s.write(RL, notebook_bytes("a")), s.write(ATTENTION, notebook_bytes("b"))))
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_INTERNAL
+    assert status == errors.EXIT_INTERNAL
     notebooks = by_path(report)
     assert notebooks[RL]["outcome"] == "error" and "not your fault" in notebooks[RL]["message"]
     assert notebooks[ATTENTION]["outcome"] == "graded"
@@ -362,7 +363,7 @@ def test_a_grader_bug_is_exit_1_and_the_other_notebooks_are_still_graded(scratch
 def test_a_bad_ref_cannot_be_graded(scratch: Scratch, tmp_path: Path, engine: FakeEngine, base: str, head: str) -> None:
     scratch.pull_request(lambda s: s.write(RL, notebook_bytes("a")))
     status, md, report = run_ci(scratch, tmp_path, base=base, head=head)
-    assert status == pull_request.EXIT_CANNOT_GRADE and engine.calls == []
+    assert status == errors.EXIT_CANNOT_GRADE and engine.calls == []
     assert report["status"] == "not_graded" and "is not a commit" in report["failure"]
     assert "**Grading could not run**" in md
 
@@ -373,7 +374,7 @@ def test_unrelated_histories_cannot_be_graded(scratch: Scratch, tmp_path: Path, 
     scratch.commit("unrelated")
     scratch.git("checkout", "-q", "-f", "main")
     status, _, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_CANNOT_GRADE and "no common history" in report["failure"]
+    assert status == errors.EXIT_CANNOT_GRADE and "no common history" in report["failure"]
 
 
 # ------------------------------------------------------------------------ malicious pull requests
@@ -388,7 +389,7 @@ def test_a_symlink_in_place_of_the_notebook_is_never_followed(scratch: Scratch, 
 
     scratch.pull_request(work)
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK and engine.calls == []
+    assert status == errors.EXIT_OK and engine.calls == []
     notebook = by_path(report)[RL]
     assert notebook["outcome"] == "unusable" and "symbolic link" in notebook["message"]
     assert notebook["change"] == "type changed" and notebook["score"] == 0
@@ -403,7 +404,7 @@ def test_hostile_file_names_are_shown_literally(scratch: Scratch, tmp_path: Path
     ]
     scratch.pull_request(lambda s: [s.write(name, notebook_bytes("x")) for name in names])
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK and engine.calls == []
+    assert status == errors.EXIT_OK and engine.calls == []
     reported = {i["path"] for i in report["ignored_notebooks"]} | {c["path"] for c in report["other_changes"]}
     assert reported == {names[0], names[1], "notes/\\u202egnp.exe ]]> [link](javascript:alert(1)).md"}
     assert "<img" not in md and "&lt;img" in md
@@ -419,7 +420,7 @@ def test_a_huge_notebook_is_refused_before_it_is_read(scratch: Scratch, tmp_path
     monkeypatch.setattr(autograder.submission.notebook, "MAX_NOTEBOOK_BYTES", 1 << 20)
     scratch.pull_request(lambda s: s.write(RL, b"{" + b" " * (2 << 20) + b"}"))
     status, _, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK and engine.calls == []
+    assert status == errors.EXIT_OK and engine.calls == []
     notebook = by_path(report)[RL]
     assert notebook["outcome"] == "unusable" and "larger than the 1 MiB limit" in notebook["message"]
 
@@ -428,7 +429,7 @@ def test_a_huge_report_still_fits_in_a_comment(scratch: Scratch, tmp_path: Path,
     engine.behaviour = lambda path, kw: result_for(kw["assignment"], 0.0, "中" * 5000 + " `````` " * 200)
     scratch.pull_request(lambda s: [s.write(path, notebook_bytes(path)) for path in NOTEBOOKS])
     status, md, report = run_ci(scratch, tmp_path)
-    assert status == pull_request.EXIT_OK
+    assert status == errors.EXIT_OK
     assert len(md.encode()) <= pull_request.COMMENT_LIMIT and md.splitlines()[0] == pull_request.COMMENT_MARKER
     assert "too long for a comment" in md
     assert set(table_rows(md)) == set(NOTEBOOKS) | {"**Total**"}
@@ -455,7 +456,7 @@ def reports(tmp_path: Path) -> tuple[str, dict]:
 def test_command_line_nothing_to_grade(scratch: Scratch, tmp_path: Path) -> None:
     scratch.pull_request(lambda s: (s.write("autograder/grading/engine.py", "open('PWNED', 'w')\n"), s.remove(RL)))
     done = ci_command(scratch, tmp_path)
-    assert done.returncode == pull_request.EXIT_OK, done.stderr
+    assert done.returncode == errors.EXIT_OK, done.stderr
     md, report = reports(tmp_path)
     assert report["status"] == "nothing_to_grade"  # a deletion is reported, with nothing scored
     assert by_path(report)[RL]["outcome"] == "deleted"
@@ -468,13 +469,13 @@ def test_command_line_markdown_on_stdout_when_no_file_is_named(scratch: Scratch)
     scratch.pull_request(lambda s: s.write("README.md", "changed\n"))
     done = subprocess.run([sys.executable, "-m", "autograder", "ci", "--repo", str(scratch.root), "--base", "main",
                            "--head", "pr"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == pull_request.EXIT_OK, done.stderr
+    assert done.returncode == errors.EXIT_OK, done.stderr
     assert done.stdout.splitlines()[0] == pull_request.COMMENT_MARKER and "nothing to grade" in done.stdout
 
 
 def test_command_line_infrastructure_failures_exit_2(scratch: Scratch, tmp_path: Path) -> None:
     done = ci_command(scratch, tmp_path, head="does-not-exist")
-    assert done.returncode == pull_request.EXIT_CANNOT_GRADE
+    assert done.returncode == errors.EXIT_CANNOT_GRADE
     assert "is not a commit" in done.stderr and "Traceback" not in done.stderr
     assert reports(tmp_path)[1]["status"] == "not_graded"
 
@@ -482,15 +483,15 @@ def test_command_line_infrastructure_failures_exit_2(scratch: Scratch, tmp_path:
     not_a_repo.mkdir()
     done = subprocess.run([sys.executable, "-m", "autograder", "ci", "--repo", str(not_a_repo), "--base", "main"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == pull_request.EXIT_CANNOT_GRADE and "Traceback" not in done.stderr
+    assert done.returncode == errors.EXIT_CANNOT_GRADE and "Traceback" not in done.stderr
 
     done = ci_command(scratch, tmp_path, "--min-score", "150")
-    assert done.returncode == pull_request.EXIT_CANNOT_GRADE and "percentage" in done.stderr
+    assert done.returncode == errors.EXIT_CANNOT_GRADE and "percentage" in done.stderr
 
     done = subprocess.run([sys.executable, "-m", "autograder", "ci", "--repo", str(scratch.root), "--base", "main",
                            "--markdown", str(tmp_path / "missing" / "report.md")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == pull_request.EXIT_CANNOT_GRADE and "not a directory" in done.stderr
+    assert done.returncode == errors.EXIT_CANNOT_GRADE and "not a directory" in done.stderr
 
 
 # ------------------------------------------------------------------- slow: real notebooks, real sandbox
@@ -548,7 +549,7 @@ def test_real_grading_solutions_get_full_marks(tmp_path: Path, gradable: list[st
     scratch.pull_request(lambda s: [s.write(f"assignments/{_release_path(a)}",
                                             (ROOT / "solutions" / _release_path(a)).read_bytes()) for a in picked])
     done = ci_command(scratch, tmp_path)
-    assert done.returncode == pull_request.EXIT_OK, done.stderr
+    assert done.returncode == errors.EXIT_OK, done.stderr
     md, report = reports(tmp_path)
     for assignment in picked:
         notebook = by_path(report)[f"assignments/{_release_path(assignment)}"]
@@ -566,13 +567,13 @@ def test_real_grading_the_stub_scores_zero_and_exit_0_unless_min_score(tmp_path:
     scratch = Scratch(tmp_path / "course")
     scratch.pull_request(lambda s: s.write(path, _student_version(assignment)))
     done = ci_command(scratch, tmp_path)
-    assert done.returncode == pull_request.EXIT_OK, done.stderr
+    assert done.returncode == errors.EXIT_OK, done.stderr
     md, report = reports(tmp_path)
     notebook = by_path(report)[path]
     assert notebook["outcome"] == "graded" and notebook["score"] == 0
     assert {e["status"] for e in notebook["result"]["exercises"]} == {"not_attempted"}
     done = ci_command(scratch, tmp_path, "--min-score", "1")
-    assert done.returncode == pull_request.EXIT_BELOW_MIN_SCORE, done.stderr
+    assert done.returncode == errors.EXIT_BELOW_MIN_SCORE, done.stderr
     assert reports(tmp_path)[1]["below_min_score"] == [path]
 
 
@@ -621,7 +622,7 @@ def test_real_grading_malicious_notebook(tmp_path: Path, gradable: list[str]) ->
                                     s.write("autograder/grading/engine.py", "raise SystemExit('pwned grader')\n")))
     env = {**os.environ, "AUTOGRADER_CI_TEST_SECRET": SECRET}
     done = ci_command(scratch, tmp_path, env=env)
-    assert done.returncode == pull_request.EXIT_OK, done.stderr
+    assert done.returncode == errors.EXIT_OK, done.stderr
     md, report = reports(tmp_path)
     notebook = by_path(report)[path]
     assert notebook["outcome"] == "graded"

@@ -30,6 +30,7 @@ from autograder.frontends import cli
 from autograder.grading import engine, runner
 from autograder.sandbox import bubblewrap as sandbox
 from autograder.sandbox import session as client
+from autograder import errors
 from autograder.errors import GraderError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,7 +204,7 @@ def test_missing_or_damaged_suite_refuses_with_exit_1(tmp_path, monkeypatch, cap
     monkeypatch.setattr(runner, "SUITES", _suites_without(tmp_path, "softmax", replacement))
     status = cli.main(["grade", str(SOLUTION), "--no-sandbox"])
     err = capsys.readouterr().err
-    assert status == cli.EXIT_INTERNAL
+    assert status == errors.EXIT_INTERNAL
     assert words in err and "not your fault" in err and len(err.strip().splitlines()) == 1, err
 
 

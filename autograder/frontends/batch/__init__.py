@@ -28,13 +28,12 @@ from typing import Any
 from autograder.frontends.batch import discover
 from autograder.report import class_outputs as outputs
 from autograder.report.records import BatchRecord, RecordStatus
-from autograder.errors import SandboxUnavailable, UnusableInput
+from autograder.errors import EXIT_INTERNAL, EXIT_OK, SandboxUnavailable, UnusableInput
 from autograder.report.common import one_line
 from autograder.limits import MAX_NOTEBOOK_BYTES
 from autograder.safeio import read_submitted
 
 DEFAULT_REPORT = Path("reports") / "batch"
-EXIT_OK, EXIT_INTERNAL, EXIT_UNUSABLE = 0, 1, 2
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
