@@ -32,6 +32,19 @@ class Tolerance:
 DEFAULT_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
     {"float32": Tolerance(rtol=1.3e-6, atol=1e-5), "float64": Tolerance(rtol=1e-7, atol=1e-7)}
 )
+#: ``torch.testing.assert_close``'s tolerances for the half-precision dtypes no exercise is graded
+#: in, used when a student's result comes back in one of them and its values are compared at that
+#: precision (``compare.expect_close(..., strict_dtype=False)``: the dtype is another test's).
+LOW_PRECISION_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
+    {"float16": Tolerance(rtol=1e-3, atol=1e-5), "bfloat16": Tolerance(rtol=1.6e-2, atol=1e-5)}
+)
+
+
+def default_tolerance(dtype: Any) -> Tolerance:
+    """The default tolerance of a dtype (float32, float64, the half-precision ones); float64's for
+    any other dtype (integers, booleans, complex: compared as exactly as float64 allows)."""
+    key = str(dtype).removeprefix("torch.")
+    return DEFAULT_TOLERANCES.get(key) or LOW_PRECISION_TOLERANCES.get(key) or DEFAULT_TOLERANCES["float64"]
 
 
 @dataclass(frozen=True)
@@ -105,8 +118,9 @@ class Exercise:
         raise KeyError(f"{self.name} is not called through {how!r}")
 
     def tolerance(self, dtype: Any) -> Tolerance:
+        """This exercise's tolerance for ``dtype``; the defaults for a dtype it does not declare."""
         key = str(dtype).removeprefix("torch.")
-        return self.tolerances[key]
+        return self.tolerances[key] if key in self.tolerances else default_tolerance(key)
 
 
 def _tests(**points: int) -> Mapping[str, int]:

@@ -80,12 +80,11 @@ def expect(condition: bool, message: str, *, hint: str | None = None) -> None:
 
 def tolerance_for(dtype: Any, exercise: registry.Exercise | str | None = None) -> registry.Tolerance:
     """The registry's tolerance of ``exercise`` (or the defaults) for a floating ``dtype``."""
-    key = str(dtype).removeprefix("torch.")
     if exercise is None:
-        return registry.DEFAULT_TOLERANCES[key]
+        return registry.default_tolerance(dtype)
     if isinstance(exercise, str):
         exercise = registry.BY_NAME[exercise]
-    return exercise.tolerance(key)
+    return exercise.tolerance(dtype)
 
 
 def _with_hint(message: str, hint: str | None) -> str:
@@ -247,8 +246,7 @@ def _diagnose(actual: Any, mistakes: KnownMistakes | None, tol: registry.Toleran
     if not mistakes:
         return None
     if tol is None:  # attributes already differ: compare values at the default tolerance of actual's dtype
-        key = str(getattr(actual, "dtype", "float64")).removeprefix("torch.")
-        tol = registry.DEFAULT_TOLERANCES.get(key, registry.DEFAULT_TOLERANCES["float64"])
+        tol = registry.default_tolerance(getattr(actual, "dtype", "float64"))
     for description, candidate in mistakes.items():
         if matches(actual, candidate, tol):
             return description
@@ -318,10 +316,14 @@ def expect_equal(actual: Any, expected: torch.Tensor, *, quantity: str, hint: st
 
 def expect_scalar_close(actual: Any, expected: float, *, quantity: str, tol: registry.Tolerance | None = None,
                         exercise: registry.Exercise | str | None = None, dtype: torch.dtype = torch.float64,
-                        hint: str | None = None, mistakes: KnownMistakes | None = None) -> float:
+                        hint: str | None = None, mistakes: KnownMistakes | None = None,
+                        on_meta: bool = False) -> float:
     """A number returned as a Python float (or int) or a 0-d tensor must be close to ``expected``.
 
     ``tol`` defaults to the registry tolerance of ``exercise`` for ``dtype`` (the inputs' dtype).
+    ``on_meta``: the call ran on the meta device (device propagation), where a 0-d meta tensor is
+    the right kind of answer and has no value to compare (``nan`` is returned); anywhere else a
+    tensor without values is not a number.
     """
     tol = tol or tolerance_for(dtype, exercise)
     if type(actual) is torch.Tensor:
@@ -329,7 +331,9 @@ def expect_scalar_close(actual: Any, expected: float, *, quantity: str, tol: reg
             fail(f"{quantity}: a tensor of shape {_fmt_shape(actual.shape)}; expected a Python float or a 0-d tensor",
                  hint="return a single number, e.g. with .item() or by not keeping a dimension")
         if actual.device.type == "meta":
-            return math.nan
+            if on_meta:
+                return math.nan
+            fail(f"{quantity}: a tensor without values (on the meta device); expected a number", hint=hint)
         value = float(actual.detach().cpu().to(torch.float64))
     elif isinstance(actual, (int, float)) and not isinstance(actual, bool):
         value = float(actual)

@@ -566,7 +566,11 @@ class StudentSession:
         if hits:
             known = self._forbidden.setdefault(function, [])
             known.extend(str(h)[:200] for h in hits[:20] if str(h)[:200] not in known)
-        return protocol.decode(reply.get("value"), reply_tensors)
+        try:
+            return protocol.decode(reply.get("value"), reply_tensors)
+        except Exception as exc:  # noqa: BLE001 - decoding reads only the reply: whatever fails, the reply did
+            raise self._malformed(function, "the worker's reply was malformed "
+                                            f"(a value that could not be read: {type(exc).__name__})") from None
 
     def vjp(self, function: str, args: dict[str, Any], *, grad_wrt: Sequence[str] = (),
             upstream: torch.Tensor | None = None, device: str | None = None, repeat: int = 1,

@@ -10,10 +10,15 @@ from typing import Any, Callable
 
 import torch
 
-from autograder.grading.compare import expect_close, expect_equal, expect_like, expect_scalar_close
+from autograder.grading.compare import expect, expect_close, expect_equal, expect_like, expect_scalar_close
 from autograder.suites._common import FLOAT32, FLOAT64, dtype_text
 
 Args = dict[str, Any]
+
+
+#: Both updates change the caller's table: the one hint of their in-place tests.
+HINT_IN_PLACE = ("update the table you are given (Q[s, a] += ...); Q = Q.clone() or torch.tensor(Q) makes a copy the "
+                 "caller never sees, and returning a new table does not change Q")
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,15 @@ class TableSuite:
                          hint=self.hint_only)
             # leaving the rest alone is only worth a point when Q[s, a] itself is updated
             self.expect_table(result, args, device, exercise, self.hint_update)
+
+    def check_in_place(self, student: Any, rng: torch.Generator, device: str, exercise: Any) -> None:
+        """The caller's own table holds the update: the same storage, Q[s, a] changed, and changed
+        right (an in-place change that is not the update earns nothing)."""
+        args = self.case(rng, done=False)
+        result = self.run(student, args, device)
+        expect(result["same_object"] is True, "Q's storage was replaced during the update", hint=HINT_IN_PLACE)
+        after = self.table_after(result, args, device)
+        s, a = args["s"], args["a"]
+        expect(bool(after[s, a].cpu() != args["Q"][s, a]),
+               "Q[s, a] is unchanged after the call: Q was not updated in place", hint=HINT_IN_PLACE)
+        self.expect_table(result, args, device, exercise, HINT_IN_PLACE)

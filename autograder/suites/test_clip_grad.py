@@ -141,11 +141,11 @@ def _expect_step(result, steps, theta, step, device, exercise, hint, dtype=FLOAT
                          mistakes=named)
 
 
-def _expect_norm(result, steps, theta, step, exercise, dtype=FLOAT64):
+def _expect_norm(result, steps, theta, step, exercise, dtype=FLOAT64, where="cpu"):
     grads = steps[step]
     norm = _global_norm(grads)
     expect_scalar_close(result["returned"][step], norm, quantity=f"returned value of step {step + 1}",
-                        exercise=exercise, dtype=dtype, hint=HINT_NORM, mistakes={
+                        exercise=exercise, dtype=dtype, hint=HINT_NORM, on_meta=where == "meta", mistakes={
                             "the norm after clipping (theta): return the norm computed before clipping":
                                 min(theta, norm),
                             "the squared norm (the square root is missing)": norm**2,
@@ -255,4 +255,4 @@ def test_device(student, rng, device, propagation_devices, exercise):
                     expect_like(g, shape=params[index].shape, dtype=dtype, device=where,
                                 quantity=f"p.grad of {dtype_text(dtype)} parameter {index} on {where} after step {step + 1}")
                 _expect_step(result, steps, theta, step, where, exercise, HINT_CLIP, dtype)
-                _expect_norm(result, steps, theta, step, exercise, dtype)
+                _expect_norm(result, steps, theta, step, exercise, dtype, where)

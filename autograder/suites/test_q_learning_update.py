@@ -20,7 +20,7 @@ from autograder.course.hints import (Q_LEARNING_UPDATE_TERMINAL as HINT_TERMINAL
                                      Q_LEARNING_UPDATE_UPDATE as HINT_UPDATE)
 from autograder.grading.compare import expect, expect_close, expect_like, fail
 from autograder.suites._common import FLOAT64, integer, normal, number, seed
-from autograder.suites._tabular import TableSuite
+from autograder.suites._tabular import HINT_IN_PLACE, TableSuite
 from reference import q_learning_update as reference_update
 
 EXERCISE = "q_learning_update"
@@ -52,8 +52,6 @@ TRAINING_ATTEMPTS = 3
 HINT_TD = ("return the TD error target - Q[s, a], computed with the value of Q[s, a] before the update, as a Python "
            "float (e.g. float(td_error) or td_error.item())")
 HINT_ONLY = "change only Q[s, a]: index the single entry (Q[s, a] += ...), not the row Q[s] or the column Q[:, a]"
-HINT_IN_PLACE = ("update the table you are given (Q[s, a] += ...); Q = Q.clone() or torch.tensor(Q) makes a copy the "
-                 "caller never sees, and returning a new table does not change Q")
 
 
 def _case(rng, done: bool, dtype=FLOAT64, self_loop: bool = False) -> dict:
@@ -146,11 +144,7 @@ def test_only_entry_changes(student, rng, device, exercise):
 
 
 def test_in_place(student, rng, device, exercise):
-    args = _case(rng, done=False)
-    result = SUITE.run(student, args, device)
-    expect(result["same_object"] is True, "Q's storage was replaced during the update", hint=HINT_IN_PLACE)
-    SUITE.table_after(result, args, device)
-    SUITE.expect_table(result, args, device, exercise, HINT_IN_PLACE)  # in place, and the right update
+    SUITE.check_in_place(student, rng, device, exercise)
 
 
 # ------------------------------------------------------------------------------------------ training

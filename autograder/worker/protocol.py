@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from typing import Any, BinaryIO
 
@@ -277,6 +278,9 @@ class Bad:
         return f"Bad({self.what!r})"
 
 
+_CUDA_DEVICE = re.compile(r"cuda(:[0-9]{1,2})?")
+
+
 def decode(value: Any, tensors: dict[str, torch.Tensor], *, restore_device: bool = True, depth: int = 0) -> Any:
     """Inverse of :class:`Encoder`. Tensors come back on the device they were reported on when that
     device exists here (``meta`` always does); values that fail validation become :class:`Bad`."""
@@ -316,10 +320,12 @@ def decode(value: Any, tensors: dict[str, torch.Tensor], *, restore_device: bool
         if data is None:
             return Bad("tensor data missing from the payload")
         device = str(value.get("device", "cpu"))
-        if restore_device and device != "cpu":
+        # Only a CUDA device is ever restored: the name is the worker's (the student's) to choose, and
+        # moving to another backend's device may import its module or raise anything at all.
+        if restore_device and _CUDA_DEVICE.fullmatch(device) and torch.cuda.is_available():
             try:
                 data = data.to(torch.device(device))
-            except (RuntimeError, ValueError):
-                pass  # the device does not exist here: keep the values, compare on the CPU
+            except (RuntimeError, ValueError, AssertionError):
+                pass  # no such CUDA device here: keep the values, compare on the CPU
         return data
     return Bad("unknown value")

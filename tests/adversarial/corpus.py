@@ -154,6 +154,7 @@ EXPECTED: dict[str, Expect] = {
     "sparse_output": Expect("cross_entropy", "fails", failing=("test_device", "test_no_mutation"),
                             evidence=("a sparse or nested tensor",)),
     "zero_stride_reply": Expect("softmax", evidence=("too large to send back",)),
+    "forged_device_names": Expect("softmax"),
     "malformed_reply_frames": Expect("clip_grad", assignment="04_rnn", evidence=("malformed",)),
     "malformed_harness_reply": Expect("lstm_cell", assignment="10_gated_rnn", evidence=("malformed",)),
     "parse_bomb": Expect("softmax", notebook_error=True, evidence=("nested more than",)),

@@ -97,6 +97,9 @@ GOLDEN = {
         lambda: compare.expect_scalar_close(torch.zeros(3, dtype=F64), 1.0, quantity="total norm"),
         "total norm: a tensor of shape (3,); expected a Python float or a 0-d tensor. Hint: return a single "
         "number, e.g. with .item() or by not keeping a dimension"),
+    "a number wanted, a tensor without values": (
+        lambda: compare.expect_scalar_close(torch.empty((), device="meta"), 1.0, quantity="returned value"),
+        "returned value: a tensor without values (on the meta device); expected a number."),
     "a number off": (
         lambda: compare.expect_scalar_close(1.5, 1.0, quantity="total norm", tol=TIGHT),
         "total norm: the value differs; greatest absolute difference 0.5, greatest relative difference 0.5 "
@@ -137,7 +140,12 @@ def test_message(case):
     lambda: compare.expect_scalar_close(torch.tensor(1.0, dtype=F64), 1.0, quantity="Y"),
     lambda: compare.expect_gradient(call(grads={"X": t(1., 3)}), "X", t(1., 3)),
     lambda: compare.expect_close(torch.zeros(2, device="meta"), torch.zeros(2, device="meta"), quantity="Y"),
-], ids=["within tolerance", "nan equals nan when untouched", "0-d tensor for a number", "gradient", "meta"])
+    lambda: compare.expect_scalar_close(torch.empty((), device="meta"), 1.0, quantity="Y", on_meta=True),
+    lambda: compare.expect_close(t(1., 2, dtype=torch.float16), t(1., 2), quantity="Y", strict_dtype=False,
+                                 exercise="corr2d"),
+    lambda: compare.expect_close(t(1., 2, dtype=torch.bfloat16), t(1., 2), quantity="Y", strict_dtype=False),
+], ids=["within tolerance", "nan equals nan when untouched", "0-d tensor for a number", "gradient", "meta",
+        "a number on meta, where the call ran", "half precision, another test's dtype", "bfloat16, no exercise"])
 def test_what_passes_says_nothing(check):
     check()
 

@@ -116,3 +116,14 @@ def test_every_harness_reply_has_a_schema() -> None:
     from autograder.worker.harness import HARNESSES
 
     assert set(HARNESSES) <= set(REPLY_SCHEMAS)
+
+
+@pytest.mark.parametrize("device", ["hpu", "xpu", "mtia", "privateuseone", "cuda:99", "cuda:0x", "lazy", ""])
+def test_a_device_name_from_the_worker_is_never_trusted(device: str) -> None:
+    """The worker names each tensor's device, and the student can rewrite that name: only a CUDA
+    device is restored (where there is one); any other name keeps the values on the CPU, and no
+    name makes the grader import a backend or raise."""
+    value = protocol.decode({"$tensor": "t0", "device": device}, {"t0": torch.ones(2)})
+    assert isinstance(value, torch.Tensor) and value.device.type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        assert value.device.type == "cpu"
