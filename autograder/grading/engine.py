@@ -32,7 +32,7 @@ from autograder.errors import GRADER_ERROR, INTERNAL, GraderError, OutcomeKind, 
 from autograder.grading import seeds
 from autograder.grading.runner import Collector, Outcome, SuiteRunner, check_suites
 from autograder.safeio import scrub
-from autograder.report.results import ExerciseResult, NotebookResult, TestResult, exercise_status
+from autograder.report.results import ExerciseResult, NotebookResult, Status, TestResult, exercise_status
 
 
 # ----------------------------------------------------------------------- forbidden-call policy
@@ -246,21 +246,21 @@ def score_exercise(exercise: registry.Exercise, collector: Collector, forbidden:
     failing = [k for k in kinds if k != OutcomeKind.NONE]
     message = signature_note or ""
     if forbidden:
-        return ExerciseResult(exercise.name, 0, exercise.points, "forbidden", tests,
+        return ExerciseResult(exercise.name, 0, exercise.points, Status.FORBIDDEN, tests,
                               "uses a forbidden routine: " + "; ".join(forbidden[:5]))
     if failing and all(k.not_attempted for k in failing) and score == 0:
-        status = "not_attempted"
+        status = Status.NOT_ATTEMPTED
         if OutcomeKind.MISSING in failing:
             message = message or f"`{exercise.name}` is not defined in the notebook (was its cell deleted or renamed?)"
         else:
             message = message or "not implemented yet"
     else:
         status = exercise_status(tests)
-        if status == "failed" and OutcomeKind.TIMEOUT in failing:
-            status = "timeout"
-        elif status == "failed" and any(k in (OutcomeKind.CRASHED, OutcomeKind.PROTOCOL, OutcomeKind.INTERNAL)
+        if status == Status.FAILED and OutcomeKind.TIMEOUT in failing:
+            status = Status.TIMEOUT
+        elif status == Status.FAILED and any(k in (OutcomeKind.CRASHED, OutcomeKind.PROTOCOL, OutcomeKind.INTERNAL)
                                         for k in failing):
-            status = "error"
+            status = Status.ERROR
     if OutcomeKind.INTERNAL in failing:
         message = (message + "; " if message else "") + f"{INTERNAL}: some tests could not run"
     return ExerciseResult(exercise.name, score, exercise.points, status, tests, message)

@@ -55,16 +55,21 @@ _PREFIXES = {OutcomeKind.TIMEOUT: "timed out", OutcomeKind.CRASHED: "crashed",
              OutcomeKind.PROTOCOL: "broke the grading protocol", OutcomeKind.EXCEPTION: "raised an exception"}
 
 
+def suite_path(exercise: registry.Exercise) -> Path:
+    """Where the hidden suite of ``exercise`` is (``SUITES/test_<name>.py``)."""
+    return SUITES / f"test_{exercise.name}.py"
+
+
 def suite_files(exercises: Sequence[registry.Exercise]) -> list[str]:
     """The hidden suite files of ``exercises`` that exist."""
-    return [str(SUITES / f"test_{e.name}.py") for e in exercises if (SUITES / f"test_{e.name}.py").is_file()]
+    return [str(suite_path(e)) for e in exercises if suite_path(e).is_file()]
 
 
 def check_suites(exercises: Sequence[registry.Exercise]) -> None:
     """Refuse to grade (GraderError) when a hidden suite is missing or cannot even be compiled:
     a missing suite is the grader's failure, never an official 0."""
     for exercise in exercises:
-        path = SUITES / f"test_{exercise.name}.py"
+        path = suite_path(exercise)
         try:
             compile(path.read_bytes(), str(path), "exec")
         except FileNotFoundError:
@@ -269,8 +274,8 @@ class SuiteRunner:
         return True
 
     def _run(self, job: _Job) -> None:
-        names = [f"test_{e.name}.py" for e in job.exercises]
-        present = [n for n in names if (SUITES / n).is_file()]
+        collected = {Path(f).name for f in self.files}  # the session's files, found when it started
+        present = [n for n in (suite_path(e).name for e in job.exercises) if n in collected]
         if any(n in self._broken for n in present):
             return  # as in a fresh session: a collection error runs no test at all
         items = [item for name in present for item in self._items.get(name, [])]
